@@ -1,0 +1,119 @@
+"""Shared config blocks. Every key the library reads is listed here; per-dataset configs
+override values, never add keys the code does not read.
+
+Blocks: `model`, `data`, `synthetic`, `augment`, `loss`, `optim`, `train`.
+"""
+import ml_collections
+
+
+def model_config(scale: str = "small") -> ml_collections.ConfigDict:
+  """CMNet network. `scale` is 'small' (CPU) or 'paper' (ResNet-18 encoders)."""
+  c = ml_collections.ConfigDict()
+  if scale == "paper":
+    c.encoder = "resnet18"           # 'resnet18' | 'small_cnn'
+    c.widths = (64, 128, 256, 512)   # channels per encoder stage
+    c.feature_dim = 512              # FFE output size f_t (= extend output size)
+    c.embedding_dim = 128            # ICE projection used by the ID loss
+    c.lstm_hidden = 128
+  else:
+    c.encoder = "small_cnn"
+    c.widths = (16, 32, 64)
+    c.feature_dim = 64
+    c.embedding_dim = 64
+    c.lstm_hidden = 64
+  c.norm_groups = 8                  # GroupNorm groups (no cross-fold statistics)
+  c.dropout = 0.2                    # before the classifier
+  c.input_mode = "onset_difference"  # 'raw' | 'onset_difference' | 'both'
+  c.dtype = "float32"                # compute dtype: 'float32' | 'bfloat16'
+  c.pretrained_npz = ""              # torchvision-named ResNet-18 .npz; '' = random init
+  c.pretrained_into = "both"         # 'ice' | 'ffe' | 'both'
+  return c
+
+
+def augment_config() -> ml_collections.ConfigDict:
+  """Positive views for the ID loss (per frame) and clip-level training augmentation."""
+  c = ml_collections.ConfigDict()
+  c.brightness = 0.4
+  c.contrast = 0.4
+  c.saturation = 0.4
+  c.hue = 0.1
+  c.grayscale_p = 0.2
+  c.blur_kernel = 5
+  c.blur_sigma = (0.1, 2.0)
+  c.crop_padding = 4
+  c.flip = True
+  c.max_rotation_deg = 5.0
+  return c
+
+
+def loss_config() -> ml_collections.ConfigDict:
+  """Coefficients and hyper-parameters of the CMNet objective."""
+  c = ml_collections.ConfigDict()
+  c.lambda_id = 0.1
+  c.lambda_w = 0.1
+  c.lambda_ce = 1.0
+  c.id_strategy = "difference"      # 'all' | 'uniform' | 'difference'
+  c.id_num_negatives = 4
+  c.id_temperature = 0.1            # InfoNCE tau
+  c.id_sampling_temperature = 1.0   # softmax temperature of the 'difference' strategy
+  c.w_margin = 0.05
+  c.w_temperature = 0.1             # smooth-rank temperature (inputs standardised)
+  c.w_segments = "whole"            # 'whole' | 'split'
+  c.w_num_prototype_samples = 9     # prototype draws per clip (defaults to T)
+  c.prototype_epsilon = 0.1
+  c.prototype_sigma_floor = 0.01
+  c.label_smoothing = 0.0
+  return c
+
+
+def data_config(name: str = "synthetic") -> ml_collections.ConfigDict:
+  """Which database, where it is, and how clips are sampled into arrays."""
+  c = ml_collections.ConfigDict()
+  c.name = name                      # 'synthetic' | 'casme2' | 'samm' | 'smic' | 'casme3' | 'megc2019'
+  c.root = ""                        # folder the user unpacked ('' = synthetic cache under the workdir)
+  c.annotation = ""                  # annotation file; '' = found by its known names under root
+  c.classes = ""                     # class scheme, e.g. '5class', '3class'; '' = the database default
+  c.num_frames = 9                   # T, anchored on onset/apex/offset (METHOD.md)
+  c.image_size = 64                  # frames resized to image_size x image_size
+  c.train_jitter_copies = 4          # jittered temporal samplings per training clip held on device
+  return c
+
+
+def synthetic_config() -> ml_collections.ConfigDict:
+  """The built-in synthetic micro-expression generator (the default dataset)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.num_subjects = 8
+  c.clips_per_class = 4              # per subject and class: identity carries no label information
+  c.image_size = 64                  # rendered (and written) size in pixels
+  c.min_frames = 20                  # clip length onset..offset, drawn per clip
+  c.max_frames = 40
+  c.amplitude_px = 1.0               # displacement at the apex, pixels
+  c.head_jitter_px = 0.1             # registered-crop level by default; ~0.3+ for raw video
+  c.illumination_drift = 0.03        # +- relative brightness drift over a clip
+  c.noise_sigma = 2.0 / 255.0        # sensor noise
+  c.blink_probability = 0.2
+  c.jpeg_quality = 95
+  return c
+
+
+def optim_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.learning_rate = 1e-3
+  c.weight_decay = 1e-4
+  c.warmup_steps = 20
+  c.grad_clip_norm = 1.0
+  return c
+
+
+def train_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.num_epochs = 20
+  c.steps_per_epoch = 10
+  c.batch_size = 16                  # clips per fold per step
+  c.folds_per_device = 0             # 0 = as many as needed to hold every fold at once
+  c.checkpoint_every_epochs = 5
+  c.eval_every_epochs = 0            # >0 adds the labelled 'oracle best-epoch' figure
+  c.distributed = False              # jax.distributed.initialize() for multi-host runs
+  return c
