@@ -112,8 +112,23 @@ def train_config() -> ml_collections.ConfigDict:
   c.num_epochs = 20
   c.steps_per_epoch = 10
   c.batch_size = 16                  # clips per fold per step
-  c.folds_per_device = 0             # 0 = as many as needed to hold every fold at once
+  c.num_devices = 0                  # local devices to use; 0 = all
+  c.folds_per_device = 0             # vmap width; 0 = as many as needed to hold every fold at once
   c.checkpoint_every_epochs = 5
+  c.checkpoints_to_keep = 2
   c.eval_every_epochs = 0            # >0 adds the labelled 'oracle best-epoch' figure
   c.distributed = False              # jax.distributed.initialize() for multi-host runs
+  return c
+
+
+def base_config(dataset: str = "synthetic", scale: str = "small") -> ml_collections.ConfigDict:
+  """Every block with its defaults; dataset configs override values."""
+  c = ml_collections.ConfigDict()
+  c.model = model_config(scale)
+  c.data = data_config(dataset)
+  c.synthetic = synthetic_config()
+  c.augment = augment_config()
+  c.loss = loss_config()
+  c.optim = optim_config()
+  c.train = train_config()
   return c
