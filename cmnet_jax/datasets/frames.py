@@ -1,0 +1,191 @@
+"""Finding a clip's frame files, anchored temporal sampling, and decoding to uint8 arrays.
+
+Sampling (METHOD.md): T positions anchored on the annotations -- onset, frames evenly spaced
+between onset and apex, the apex at position T // 2, frames evenly spaced between apex and
+offset, the offset. Deterministic for evaluation; with an `np.random.Generator` the in-between
+positions are jittered for training, always staying between their two anchors.
+"""
+import os
+import re
+
+import numpy as np
+from PIL import Image
+
+from cmnet_jax.datasets.index import ClipRecord, DatasetError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".bmp", ".png")
+_LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
+
+
+def frame_number(filename: str) -> int | None:
+  """The integer after the last non-digit of a frame file's stem (padding ignored).
+
+  >>> [frame_number(f) for f in ('img46.jpg', 'reg_img46.jpg', '006_05562.jpg', '355.jpg', 'x.jpg')]
+  [46, 46, 5562, 355, None]
+  """
+  match = _LAST_NUMBER.search(os.path.splitext(os.path.basename(filename))[0])
+  return int(match.group(1)) if match else None
+
+
+def find_child(parent: str, name: str) -> str | None:
+  """`parent/name`, matching the name case-insensitively; None if there is no such entry."""
+  path = os.path.join(parent, name)
+  if os.path.exists(path):
+    return path
+  if not os.path.isdir(parent):
+    return None
+  for entry in sorted(os.listdir(parent)):
+    if entry.lower() == name.lower():
+      return os.path.join(parent, entry)
+  return None
+
+
+def list_frames(folder: str, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[tuple[int, str]]:
+  """(frame number, path) of every numbered image file in `folder`, sorted by frame number."""
+  out = {}
+  for entry in os.listdir(folder):
+    number = frame_number(entry)
+    if number is not None and entry.lower().endswith(suffixes) and number not in out:
+      out[number] = os.path.join(folder, entry)
+  return sorted(out.items())
+
+
+def clip_frames(folder: str, onset: int, offset: int, item: str,
+                suffixes: tuple[str, ...] = IMAGE_SUFFIXES
+                ) -> tuple[tuple[int, ...], tuple[str, ...], str | None]:
+  """Frames numbered onset..offset in `folder`: (numbers, paths, note on missing frames or None).
+
+  Raises DatasetError if the folder has no image at all or none of the wanted frames.
+  """
+  frames = list_frames(folder, suffixes)
+  if not frames:
+    raise DatasetError(f"{item}: clip folder {folder!r} holds no frame images "
+                       f"(expected files {onset}..{offset} with suffix {suffixes})")
+  kept = [(n, p) for n, p in frames if onset <= n <= offset]
+  if not kept:
+    raise DatasetError(f"{item}: clip folder {folder!r} has none of frames {onset}..{offset} "
+                       f"(its files are numbered {frames[0][0]}..{frames[-1][0]})")
+  note = None
+  missing = (offset - onset + 1) - len(kept)
+  if missing:
+    have = {n for n, _ in kept}
+    gaps = [n for n in range(onset, offset + 1) if n not in have]
+    note = (f"{item}: {missing} of {offset - onset + 1} frames missing in {folder!r} "
+            f"(e.g. {gaps[:5]}); using the {len(kept)} present")
+  return tuple(n for n, _ in kept), tuple(p for _, p in kept), note
+
+
+def sample_frame_indices(num_available: int, apex_offset: int, num_frames: int, *,
+                         rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
+  """Anchored positions of T = `num_frames` frames in a clip of `num_available` frames.
+
+  With a = T // 2 and apex offset p, position t is  round(p * t / a)  for t <= a and
+  round(p + (n - 1 - p) * (t - a) / (T - 1 - a))  for t > a: onset (0), apex (p) and offset
+  (n - 1) exactly, the rest evenly spaced between them. Clips shorter than T repeat frames.
+  With `rng`, each in-between position moves by up to half a spacing (uniform) and is kept
+  between its anchors and in non-decreasing order.
+
+  Args:
+    num_available: n, frames onset..offset available (>= 1).
+    apex_offset: p, the apex's position among them, 0 <= p < n (p may be 0 or n - 1).
+    num_frames: T >= 1 (T >= 3 to include onset, apex and offset).
+    rng: None for deterministic (evaluation) sampling, else a NumPy Generator (training).
+
+  Returns:
+    positions int32 `[time]` into the n frames, and the apex's index in them (T // 2).
+
+  >>> sample_frame_indices(41, 20, 9)
+  (array([ 0,  5, 10, 15, 20, 25, 30, 35, 40], dtype=int32), 4)
+  >>> sample_frame_indices(3, 0, 5)[0]
+  array([0, 0, 0, 1, 2], dtype=int32)
+  """
+  if num_available < 1 or num_frames < 1:
+    raise ValueError(f"need num_available >= 1 and num_frames >= 1, got {num_available}, "
+                     f"{num_frames}")
+  if not 0 <= apex_offset < num_available:
+    raise ValueError(f"apex_offset {apex_offset} outside [0, {num_available - 1}]")
+  a = num_frames // 2
+  segments = [(0, apex_offset, a), (apex_offset, num_available - 1, num_frames - 1 - a)]
+  positions = [0.0]
+  for start, stop, steps in segments:
+    if steps == 0:
+      continue
+    spacing = (stop - start) / steps
+    inner = start + spacing * np.arange(1, steps, dtype=np.float64)
+    if rng is not None:
+      inner = inner + rng.uniform(-0.5, 0.5, size=inner.shape) * spacing
+      inner = np.maximum.accumulate(np.clip(inner, start, stop))
+    positions += list(inner) + [float(stop)]
+  out = np.clip(np.floor(np.asarray(positions) + 0.5), 0, num_available - 1).astype(np.int32)
+  return out, a
+
+
+def decode_frame(path: str, image_size: int, item: str = "") -> np.ndarray:
+  """One frame as uint8 `[height, width, 3]`, grey expanded to RGB, bilinear-resized to square."""
+  if not os.path.isfile(path):
+    raise DatasetError(f"{item}: frame file {path!r} does not exist (expected a jpg/bmp image)")
+  try:
+    with Image.open(path) as image:
+      image.load()
+      image = image.convert("RGB")
+  except (OSError, SyntaxError, ValueError) as e:
+    raise DatasetError(f"{item}: corrupt or unreadable image {path!r} ({e}); expected a "
+                       f"jpg/bmp/png frame") from e
+  if image.size != (image_size, image_size):
+    image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+  return np.asarray(image, dtype=np.uint8)
+
+
+def load_clip(record: ClipRecord, *, num_frames: int, image_size: int,
+              rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
+  """Samples and decodes a clip: uint8 `[time, image_size, image_size, 3]` and the apex index.
+
+  Positions come from `sample_frame_indices(len(record.frame_paths), record.apex_index,
+  num_frames, rng=rng)`; each distinct frame is decoded once.
+  """
+  if not record.frame_paths:
+    raise DatasetError(f"{record.dataset} {record.subject}/{record.clip_id}: no frame paths")
+  positions, apex = sample_frame_indices(len(record.frame_paths), record.apex_index, num_frames,
+                                         rng=rng)
+  item = f"{record.dataset} {record.subject}/{record.clip_id}"
+  decoded = {p: decode_frame(record.frame_paths[p], image_size, item) for p in set(positions)}
+  return np.stack([decoded[p] for p in positions]), apex
+
+
+def annotated_record(dataset: str, subject: str, clip_id: str, folder: str, onset: int,
+                     apex: int | None, offset: int, emotion: str, action_units: str,
+                     notes: list[str], *, apex_written: object = None,
+                     suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> ClipRecord:
+  """A record for an annotated clip folder; an apex that is not coded ('/') or lies outside
+  [onset, offset] becomes the middle frame (onset + offset) // 2, with a note appended."""
+  item = f"{dataset} {subject}/{clip_id}"
+  numbers, paths, note = clip_frames(folder, onset, offset, item, suffixes)
+  if note:
+    notes.append(note)
+  if apex is None or not onset <= apex <= offset:
+    middle = (onset + offset) // 2
+    why = "not coded" if apex is None else f"outside [{onset}, {offset}]"
+    notes.append(f"{item}: apex {apex_written if apex is None else apex!r} {why}; using the "
+                 f"middle frame {middle}")
+    apex = middle
+  return ClipRecord(dataset, subject, clip_id, paths, onset, apex, offset, emotion, -1,
+                    action_units, numbers)
+
+
+def resolve_folder(root: str, given: str | None, candidates: tuple[str, ...], dataset: str,
+                   what: str = "frames") -> str:
+  """`given` (relative to root or absolute) or the first candidate under root that exists;
+  path components match case-insensitively ('' = root itself)."""
+  if given:
+    path = os.path.join(root, given)
+    if not os.path.isdir(path):
+      raise DatasetError(f"{dataset}: {what} folder {path!r} does not exist")
+    return path
+  for candidate in candidates:
+    path = root
+    for part in [p for p in candidate.split("/") if p]:
+      path = find_child(path, part) if path else None
+    if path and os.path.isdir(path):
+      return path
+  raise DatasetError(f"{dataset}: no {what} folder under {root!r}; looked for "
+                     f"{[c or '.' for c in candidates]}; pass {what}= to name it")

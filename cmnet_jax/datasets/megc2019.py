@@ -1,0 +1,85 @@
+"""MEGC2019 composite reader: membership and labels from `combined_3class_gt.csv`.
+
+`root` holds `CASME2/`, `SAMM/`, `SMIC/` (each laid out as its own reader expects) and the CSV
+(no header, CRLF; rows `database,subject,filename,class`, class 0 negative, 1 positive,
+2 surprise). The CSV is the source of truth for membership and labels; onset/apex/offset and
+frames come from each database's own tree. SMIC ids `s01`/`s01_ne_01` name folders `s1`/`s1_ne_01`;
+SAMM subjects are unpadded in the CSV. Records keep their source database in `dataset`.
+"""
+import csv
+import dataclasses
+import importlib
+import os
+
+from cmnet_jax.datasets import index as index_lib
+
+NAME = "megc2019"
+CSV_NAMES = ("combined_3class_gt.csv",)
+CLASS_NAMES = ("negative", "positive", "surprise")
+PARTS = {"casme2": "CASME2", "samm": "SAMM", "smic": "SMIC"}
+
+
+def _key(database: str, subject: str, clip: str, module) -> tuple[str, str, str]:
+  subject = module.subject_name(subject) or subject
+  if database == "smic":
+    clip = module.clip_name(clip)
+  return database, subject, clip
+
+
+def read_membership(path: str) -> list[tuple[int, str, str, str, int]]:
+  """(line number, database, subject, filename, class) of every CSV row, validated."""
+  try:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+      rows = list(csv.reader(f))
+  except (OSError, UnicodeDecodeError, csv.Error) as e:
+    raise index_lib.DatasetError(f"cannot read {path!r}: {e}") from e
+  out = []
+  for n, row in enumerate(rows, start=1):
+    if not any(c.strip() for c in row):
+      continue
+    cells = [c.strip() for c in row]
+    if len(cells) != 4 or cells[0].lower() not in PARTS or cells[3] not in ("0", "1", "2"):
+      raise index_lib.DatasetError(
+          f"{path!r} line {n}: expected 'database,subject,filename,class' with database in "
+          f"{tuple(PARTS)} and class 0/1/2, got {row!r}")
+    out.append((n, cells[0].lower(), cells[1], cells[2], int(cells[3])))
+  return out
+
+
+def load(root: str, *, classes: str | None = None, annotation: str | None = None,
+         casme2: str | None = None, samm: str | None = None, smic: str | None = None
+         ) -> index_lib.DatasetIndex:
+  """The composite index; `casme2=`, `samm=`, `smic=` override the part folders (relative to root).
+
+  Rows of the CSV whose clip is not found in its database's tree are skipped with the reason.
+  """
+  if classes not in (None, "3class"):
+    raise index_lib.DatasetError(f"{NAME}: unknown class scheme {classes!r}; expected '3class'")
+  path = index_lib.find_annotation(root, annotation, CSV_NAMES, NAME)
+  membership = read_membership(path)
+  given = {"casme2": casme2, "samm": samm, "smic": smic}
+  found, skipped, notes = {}, [], []
+  for database in sorted({m[1] for m in membership}):
+    part = os.path.join(root, given[database] or PARTS[database])
+    if not os.path.isdir(part):
+      raise index_lib.DatasetError(f"{NAME}: {path!r} lists {database} clips but the folder "
+                                   f"{part!r} does not exist (pass {database}= to name it)")
+    module = importlib.import_module(f"{__package__}.{database}")
+    records, part_skipped, part_notes = module.read_records(part)
+    found.update({_key(database, r.subject, r.clip_id, module): r for r in records})
+    skipped += [index_lib.Skipped(f"{database} {s.item}", s.reason) for s in part_skipped]
+    notes += part_notes
+  clips, seen = [], set()
+  for n, database, subject, filename, label in membership:
+    module = importlib.import_module(f"{__package__}.{database}")
+    key = _key(database, subject, filename, module)
+    item = f"{database} {subject}/{filename} ({os.path.basename(path)} line {n})"
+    if key in seen:
+      skipped.append(index_lib.Skipped(item, "listed twice"))
+    elif key not in found:
+      skipped.append(index_lib.Skipped(item, f"not found in the {database} tree as "
+                                             f"{key[1]}/{key[2]}"))
+    else:
+      clips.append(dataclasses.replace(found[key], label=label))
+    seen.add(key)
+  return index_lib.make_index(NAME, root, CLASS_NAMES, clips, skipped, notes)

@@ -1,0 +1,85 @@
+"""SMIC-HS reader: labels from the path, `SMIC_all_cropped/HS/s1/micro/negative/s1_ne_01/*.bmp`.
+
+No annotation file: each clip folder holds only the ME frames, so onset = first frame, offset =
+last frame, and the apex (not annotated) is the middle frame. `non_micro` folders are ignored.
+Gaps in a clip's frame numbering (some cropped clips miss frames) are noted in the report.
+Classes: '3class' = negative, positive, surprise.
+"""
+import os
+import re
+
+from cmnet_jax.datasets import frames as frames_lib
+from cmnet_jax.datasets import index as index_lib
+
+NAME = "smic"
+FRAME_FOLDERS = ("SMIC_all_cropped/HS", "SMIC_all_raw/HS", "HS", "")
+EMOTIONS = ("negative", "positive", "surprise")
+SCHEMES = {"3class": [(e, (e,)) for e in EMOTIONS]}
+
+
+def subject_name(value: object) -> str | None:
+  """'s01', 's1' or 'S1' -> 's1'; None otherwise.
+
+  >>> [subject_name(v) for v in ('s01', 's1', 'S20', 'x1')]
+  ['s1', 's1', 's20', None]
+  """
+  match = re.fullmatch(r"s0*(\d+)", str(value).strip().lower())
+  return f"s{int(match.group(1))}" if match else None
+
+
+def clip_name(value: str) -> str:
+  """'s01_ne_01' -> 's1_ne_01' (the MEGC2019 list pads the subject, the folders do not)."""
+  match = re.fullmatch(r"s0*(\d+)(_.*)", value.strip(), flags=re.IGNORECASE)
+  return f"s{int(match.group(1))}{match.group(2)}" if match else value.strip()
+
+
+def read_records(root: str, *, annotation: str | None = None, frames: str | None = None
+                 ) -> tuple[list[index_lib.ClipRecord], list[index_lib.Skipped], list[str]]:
+  """Records of every clip folder under `<subject>/micro/<class>/`, skipped items and notes."""
+  del annotation  # SMIC has none
+  frames_root = frames_lib.resolve_folder(root, frames, FRAME_FOLDERS, NAME)
+  records, skipped, notes, ignored = [], [], [], 0
+  for entry in sorted(os.listdir(frames_root)):
+    subject = subject_name(entry)
+    if subject is None or not os.path.isdir(os.path.join(frames_root, entry)):
+      continue
+    ignored += frames_lib.find_child(os.path.join(frames_root, entry), "non_micro") is not None
+    micro = frames_lib.find_child(os.path.join(frames_root, entry), "micro")
+    if micro is None:
+      skipped.append(index_lib.Skipped(f"{entry}/", "subject folder has no 'micro' folder"))
+      continue
+    for emotion in sorted(os.listdir(micro)):
+      class_dir = os.path.join(micro, emotion)
+      if not os.path.isdir(class_dir):
+        continue
+      for clip in sorted(os.listdir(class_dir)):
+        folder = os.path.join(class_dir, clip)
+        if not os.path.isdir(folder):
+          continue
+        item = f"{NAME} {subject}/{clip}"
+        found = frames_lib.list_frames(folder)
+        if not found:
+          raise index_lib.DatasetError(f"{item}: clip folder {folder!r} holds no frame images "
+                                       f"(expected image*.bmp / reg_image*.bmp files)")
+        numbers = tuple(n for n, _ in found)
+        if numbers[-1] - numbers[0] + 1 != len(numbers):
+          notes.append(f"{item}: {numbers[-1] - numbers[0] + 1 - len(numbers)} frames missing "
+                       f"between {numbers[0]} and {numbers[-1]}; using the {len(numbers)} present")
+        records.append(index_lib.ClipRecord(
+            NAME, subject, clip, tuple(p for _, p in found), numbers[0],
+            numbers[len(numbers) // 2], numbers[-1], emotion, -1, "", numbers))
+  if records:
+    notes.insert(0, f"SMIC has no apex annotation: the middle frame is the apex of all "
+                    f"{len(records)} clips")
+  if ignored:
+    notes.append(f"ignored the non_micro folders of {ignored} subjects")
+  return records, skipped, notes
+
+
+def load(root: str, *, classes: str | None = None, annotation: str | None = None,
+         frames: str | None = None) -> index_lib.DatasetIndex:
+  """The SMIC-HS index; see `cmnet_jax.datasets.load_index`."""
+  records, skipped, notes = read_records(root, annotation=annotation, frames=frames)
+  names, kept, dropped = index_lib.apply_scheme(records, SCHEMES, classes, "3class", EMOTIONS,
+                                                NAME)
+  return index_lib.make_index(NAME, root, names, kept, skipped + dropped, notes)

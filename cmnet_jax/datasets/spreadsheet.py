@@ -1,0 +1,138 @@
+"""Reading annotation tables (.xlsx with openpyxl, or .csv) the way the real files are laid out.
+
+The real sheets have preamble rows, blank header cells, formulas, numbers stored as text and text
+stored as numbers. `read_table` finds the header row by its first cell, checks the columns, and
+returns each data row as a `Row` (its 1-based row number in the file plus cells by header name).
+"""
+import csv
+import os
+import zipfile
+from typing import Any, NamedTuple, Sequence
+
+import openpyxl
+
+from cmnet_jax.datasets.index import DatasetError
+
+
+class Row(NamedTuple):
+  """One data row: `number` is the row number as a spreadsheet program shows it (1-based)."""
+  number: int
+  cells: dict[str, Any]
+
+
+def _header_key(value: Any) -> str:
+  return " ".join(str(value).split()).lower() if value is not None else ""
+
+
+def _raw_rows(path: str, sheet: str | None) -> list[tuple]:
+  if path.lower().endswith(".csv"):
+    try:
+      with open(path, newline="", encoding="utf-8-sig") as f:
+        return [tuple(r) for r in csv.reader(f)]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+      raise DatasetError(f"cannot read CSV file {path!r}: {e}") from e
+  try:
+    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+  except (OSError, zipfile.BadZipFile, KeyError, ValueError) as e:
+    raise DatasetError(f"cannot read spreadsheet {path!r} ({type(e).__name__}: {e}); expected an "
+                       f".xlsx workbook") from e
+  try:
+    if sheet is None:
+      ws = book.worksheets[0]
+    else:
+      names = {n.lower(): n for n in book.sheetnames}
+      if sheet.lower() not in names and len(book.sheetnames) == 1:
+        names[sheet.lower()] = book.sheetnames[0]  # a release that renamed its only sheet
+      if sheet.lower() not in names:
+        raise DatasetError(f"spreadsheet {path!r} has no sheet {sheet!r}; its sheets are "
+                           f"{book.sheetnames}")
+      ws = book[names[sheet.lower()]]
+    return [tuple(r) for r in ws.iter_rows(values_only=True)]
+  finally:
+    book.close()
+
+
+def read_table(path: str | os.PathLike, *, sheet: str | None, required: Sequence[str],
+               first_cell: str = "Subject", max_preamble: int = 40) -> list[Row]:
+  """Reads a table whose header row starts with `first_cell`, after any preamble rows.
+
+  Header names are matched case-insensitively with whitespace collapsed; blank header cells
+  (the unnamed columns of CASME II) are ignored; fully blank data rows are dropped.
+
+  Args:
+    path: .xlsx (sheet `sheet`, or the first sheet if None) or .csv file.
+    sheet: sheet name (case-insensitive); ignored for .csv.
+    required: column names that must be present.
+    first_cell: text of the header row's first cell.
+    max_preamble: how many rows to search for the header.
+
+  Returns:
+    Data rows after the header, cells keyed by the header text as written.
+
+  >>> import tempfile, os
+  >>> p = os.path.join(tempfile.mkdtemp(), 't.csv')
+  >>> _ = open(p, 'w').write('note\\nSubject,,Onset\\n01,,5\\n,,\\n')
+  >>> read_table(p, sheet=None, required=['onset'])
+  [Row(number=3, cells={'Subject': '01', 'Onset': '5'})]
+  """
+  path = os.fspath(path)
+  rows = _raw_rows(path, sheet)
+  where = f"{path!r}" + (f" sheet {sheet!r}" if sheet and not path.lower().endswith(".csv") else "")
+  for h, values in enumerate(rows[:max_preamble]):
+    if values and _header_key(values[0]) == _header_key(first_cell):
+      break
+  else:
+    raise DatasetError(f"{where}: no header row whose first cell is {first_cell!r} in the first "
+                       f"{max_preamble} rows; expected columns {list(required)}")
+  header = rows[h]
+  have = {_header_key(v) for v in header}
+  missing = [c for c in required if _header_key(c) not in have]
+  if missing:
+    raise DatasetError(f"{where}: header on row {h + 1} lacks columns {missing}; found "
+                       f"{[v for v in header if v is not None]}")
+  out = []
+  for n, values in enumerate(rows[h + 1:], start=h + 2):
+    cells = {str(k).strip(): v for k, v in zip(header, values) if k is not None and str(k).strip()}
+    if all(v is None or (isinstance(v, str) and not v.strip()) for v in cells.values()):
+      continue
+    out.append(Row(n, cells))
+  return out
+
+
+def cell(row: Row, column: str) -> Any:
+  """A cell by header name (case-insensitive); None if the row is short."""
+  key = _header_key(column)
+  for k, v in row.cells.items():
+    if _header_key(k) == key:
+      return v
+  return None
+
+
+def as_int(value: Any) -> int | None:
+  """An integer from an int/float cell or text such as '355' or '355.0'; None otherwise.
+
+  >>> [as_int(v) for v in (46, 46.0, ' 46 ', '46.0', '/', None, 4.5, '')]
+  [46, 46, 46, 46, None, None, None, None]
+  """
+  if isinstance(value, bool) or value is None:
+    return None
+  if isinstance(value, int):
+    return value
+  try:
+    f = float(str(value).strip())
+  except ValueError:
+    return None
+  return int(f) if f.is_integer() else None
+
+
+def as_text(value: Any) -> str:
+  """Cell text with surrounding whitespace removed; integral numbers without '.0'.
+
+  >>> [as_text(v) for v in (12, 4.0, ' 4+7+L10 ', None)]
+  ['12', '4', '4+7+L10', '']
+  """
+  if value is None:
+    return ""
+  if isinstance(value, float) and value.is_integer():
+    value = int(value)
+  return str(value).strip()
