@@ -222,9 +222,13 @@ def write_casme3_tree(root: PathLike, rows: Sequence[Mapping[str, Any]], *,
   """A CAS(ME)^3 Part A tree and label sheet. `clip_release`: `Part_A_ME_clip/frame/
   spNO.1_a_355/355.jpg`; else full videos `part_A/data/spNO.1/a/color/355.jpg` with depth
   `.png` frames in `a/depth/`. Rows: subject, filename, onset, apex, offset, action_units,
-  emotion, optional `frames`, `folder_subject` (case variant on disk) and `write=False`.
+  emotion, optional `frames`, `folder_subject` (case variant on disk; for videos the subject's
+  first row names its folder) and `write=False`.
   """
   root = os.fspath(root)
+  on_disk = {}  # one video folder per subject, named as in its first row
+  for row in rows:
+    on_disk.setdefault(row["subject"], row.get("folder_subject", row["subject"]))
   for row in rows:
     if not row.get("write", True):
       continue
@@ -234,7 +238,7 @@ def write_casme3_tree(root: PathLike, rows: Sequence[Mapping[str, Any]], *,
                             f"{subject}_{row['filename']}_{row['onset']}")
       write_frames(folder, _span(row), "{}.jpg", size=size)
     else:
-      video = os.path.join(root, "part_A", "data", subject, row["filename"])
+      video = os.path.join(root, "part_A", "data", on_disk[row["subject"]], row["filename"])
       write_frames(os.path.join(video, "color"), _span(row, 2), "{}.jpg", size=size)
       write_frames(os.path.join(video, "depth"), _span(row, 2), "{}.png", size=size, grey=True)
   write_casme3_coding(os.path.join(root, "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"), rows)
