@@ -1,0 +1,66 @@
+"""LOSO folds, the index report, dispatch errors and the spreadsheet helpers."""
+import io
+
+import numpy as np
+import openpyxl
+import pytest
+
+from cmnet_jax import datasets
+from cmnet_jax.datasets import spreadsheet
+
+
+def make_index(subjects, num_classes=3):
+  clips = tuple(datasets.ClipRecord("x", s, f"c{i}", ("f.jpg",), 0, 0, 0, "e", i % num_classes, "")
+                for i, s in enumerate(subjects))
+  return datasets.DatasetIndex("x", "/root", clips, tuple(f"k{i}" for i in range(num_classes)))
+
+
+def test_loso_folds_are_disjoint_and_cover_every_clip_once():
+  rng = np.random.default_rng(0)
+  subjects = [f"sub{s:02d}" for s in rng.integers(1, 12, size=60)]
+  index = make_index(subjects)
+  folds = datasets.loso_folds(index)
+  assert [f.test_subject for f in folds] == sorted(set(subjects))
+  tested = sorted(i for f in folds for i in f.test_ids)
+  assert tested == list(range(60))
+  for fold in folds:
+    assert {subjects[i] for i in fold.test_ids} == {fold.test_subject}
+    assert fold.test_subject not in {subjects[i] for i in fold.train_ids}
+    assert sorted(fold.train_ids + fold.test_ids) == list(range(60))
+
+
+def test_report_and_counts():
+  index = make_index(["s2", "s1", "s2", "s1", "s1"])
+  assert index.class_counts() == dict(k0=2, k1=2, k2=1)
+  index = datasets.DatasetIndex("x", "/root", index.clips, index.class_names,
+                                (datasets.Skipped("s9/c", "why"),), ("fixed apex",))
+  out = io.StringIO()
+  assert index.print_report(out) and not index.print_report(out)
+  assert out.getvalue().splitlines()[1:] == ["  repaired: fixed apex", "  skipped s9/c: why"]
+
+
+def test_dispatch_errors(tmp_path):
+  with pytest.raises(datasets.DatasetError, match="unknown database 'casme'"):
+    datasets.load_index("casme", tmp_path)
+  with pytest.raises(datasets.DatasetError, match="root folder .*missing' does not exist"):
+    datasets.load_index("samm", tmp_path / "missing")
+  with pytest.raises(datasets.DatasetError, match="samm: no annotation file .*SAMM_Micro_FACS"):
+    datasets.load_index("samm", tmp_path)
+
+
+def test_read_table_finds_the_header_and_keeps_cell_types(tmp_path):
+  book = openpyxl.Workbook()
+  sheet = book.active
+  sheet.title = "MICRO_ONLY"
+  for row in [["preamble"], [], ["Subject", "Onset Frame", None, "Action Units "],
+              ["006", 12, "ignored", "4+7 "], [None, None, None, None], ["007", "13", None, 4]]:
+    sheet.append(row)
+  book.save(tmp_path / "t.xlsx")
+  rows = spreadsheet.read_table(tmp_path / "t.xlsx", sheet="micro_only",
+                                required=["subject", "onset  frame"])
+  assert [r.number for r in rows] == [4, 6]
+  assert rows[0].cells == {"Subject": "006", "Onset Frame": 12, "Action Units": "4+7 "}
+  assert spreadsheet.cell(rows[1], "action units") == 4
+  assert spreadsheet.as_int(spreadsheet.cell(rows[1], "Onset Frame")) == 13
+  with pytest.raises(datasets.DatasetError, match=r"header on row 3 lacks columns \['Apex'\]"):
+    spreadsheet.read_table(tmp_path / "t.xlsx", sheet="MICRO_ONLY", required=["Apex"])
