@@ -80,6 +80,14 @@ def test_load_clip_short_jpeg_clip_repeats_frames(tmp_path):
   assert abs(levels[-1] - fakes.frame_value(9)) <= 2
 
 
+def test_read_frames_takes_given_positions(tmp_path):
+  record = make_record(tmp_path, [3, 4, 5, 6], suffix="bmp")
+  clip = frames.read_frames(record, np.array([3, 0, 0]), image_size=10)
+  assert list(clip[:, 0, 0, 0]) == [fakes.frame_value(n) for n in (6, 3, 3)]
+  with pytest.raises(datasets.DatasetError, match=r"positions \[4\] outside its 4 frames"):
+    frames.read_frames(record, np.array([4]), image_size=10)
+
+
 def test_missing_and_corrupt_frames(tmp_path):
   record = make_record(tmp_path, [1, 2, 3])
   with open(record.frame_paths[1], "wb") as f:

@@ -147,9 +147,21 @@ def load_clip(record: ClipRecord, *, num_frames: int, image_size: int,
     raise DatasetError(f"{record.dataset} {record.subject}/{record.clip_id}: no frame paths")
   positions, apex = sample_frame_indices(len(record.frame_paths), record.apex_index, num_frames,
                                          rng=rng)
+  return read_frames(record, positions, image_size=image_size), apex
+
+
+def read_frames(record: ClipRecord, positions: np.ndarray, *, image_size: int) -> np.ndarray:
+  """Decodes `record.frame_paths[positions]`: uint8 `[time, image_size, image_size, 3]`.
+
+  Each distinct frame is decoded once; positions index `frame_paths` (see `sample_frame_indices`).
+  """
   item = f"{record.dataset} {record.subject}/{record.clip_id}"
+  positions = [int(p) for p in np.asarray(positions).reshape(-1)]
+  if not record.frame_paths or not all(0 <= p < len(record.frame_paths) for p in positions):
+    raise DatasetError(f"{item}: positions {positions} outside its {len(record.frame_paths)} "
+                       f"frames")
   decoded = {p: decode_frame(record.frame_paths[p], image_size, item) for p in set(positions)}
-  return np.stack([decoded[p] for p in positions]), apex
+  return np.stack([decoded[p] for p in positions])
 
 
 def annotated_record(dataset: str, subject: str, clip_id: str, folder: str, onset: int,
