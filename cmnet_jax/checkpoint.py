@@ -1,0 +1,217 @@
+"""Checkpoints of the fold-stacked train state: the only module that imports Orbax.
+
+A checkpoint is one step directory managed by `orbax.checkpoint.CheckpointManager`, holding two
+items: `state`, a pytree of arrays (NumPy, or `jax.Array`s sharded across devices with a
+pmap-style leading axis), and `extra`, a small JSON dict (epoch, rng, loss history, ...) in which
+NumPy arrays survive the round trip exactly (dtype included, e.g. a uint32 rng).
+
+Saves are synchronous. The trainer saves every few epochs, each epoch being a compiled scan of
+many steps, so the wait is a small share of the run; in exchange a save that returned is on disk
+(a SIGKILL right after it cannot lose it), nothing reads the state while the next epoch donates
+its buffers, and no background thread outlives a failed run.
+
+Orbax writes a step into `<step>.orbax-checkpoint-tmp-*` and renames it when complete, and its
+OCDBT files carry CRC-32C checksums, so an interrupted save leaves a temporary folder and a
+damaged file fails to read. `restore_latest` warns about and removes such leftovers, tries the
+newest checkpoint first, and falls back, with a warning, to older ones when a checkpoint cannot be
+read; the unreadable ones are renamed `<step>.corrupt` (kept for inspection, ignored afterwards)
+so that the resumed run can save those steps again. A checkpoint whose arrays do not match the
+template (another config) is an error, never a reason to fall back or start afresh.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+_TMP_MARK = ".orbax-checkpoint-tmp"
+_ARRAY_TAG = "__ndarray__"
+
+
+class CheckpointError(RuntimeError):
+  """Checkpoints exist but none of them can be restored."""
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint's arrays do not match the template (a different model, layout or config)."""
+
+
+def _encode(x: Any, where: str = "extra") -> Any:
+  """JSON-able form of `x`; NumPy arrays and scalars become tagged lists / Python numbers."""
+  if isinstance(x, dict):
+    bad = [k for k in x if not isinstance(k, str)]
+    if bad:
+      raise TypeError(f"{where}: dict keys must be str, got {bad[0]!r}")
+    return {k: _encode(v, f"{where}[{k!r}]") for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_encode(v, f"{where}[{i}]") for i, v in enumerate(x)]
+  if isinstance(x, (np.ndarray, jax.Array)):
+    a = np.asarray(x)
+    return {_ARRAY_TAG: a.tolist(), "dtype": a.dtype.str, "shape": list(a.shape)}
+  if isinstance(x, np.generic):
+    return x.item()
+  if x is None or isinstance(x, (bool, int, float, str)):
+    return x
+  raise TypeError(f"{where}: cannot store {type(x).__name__} in a checkpoint's JSON extra")
+
+
+def _decode(x: Any) -> Any:
+  if isinstance(x, dict):
+    if _ARRAY_TAG in x:
+      return np.asarray(x[_ARRAY_TAG], dtype=np.dtype(x["dtype"])).reshape(x["shape"])
+    return {k: _decode(v) for k, v in x.items()}
+  if isinstance(x, list):
+    return [_decode(v) for v in x]
+  return x
+
+
+def _leaf_specs(tree: Any) -> dict[tuple[str, ...], tuple[tuple[int, ...], np.dtype]]:
+  """{normalised key path: (shape, dtype)}; dict keys, attributes and indices all become str."""
+  def name(k):
+    for attr in ("key", "name", "idx"):
+      if hasattr(k, attr):
+        return str(getattr(k, attr))
+    return str(k)
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {tuple(name(k) for k in path): (tuple(leaf.shape), np.dtype(leaf.dtype))
+          for path, leaf in flat}
+
+
+def _check_match(found: Any, template: Any, where: str) -> None:
+  got, want = _leaf_specs(found), _leaf_specs(template)
+  for path in sorted(set(got) | set(want)):
+    if got.get(path) != want.get(path):
+      raise CheckpointMismatchError(
+          f"{where}: array {'/'.join(path)} is {got.get(path, 'missing')} in the checkpoint but "
+          f"{want.get(path, 'absent')} in the template (shape, dtype); this checkpoint belongs to "
+          "a different model or fold layout; use a new workdir or delete its checkpoints")
+
+
+class CheckpointStore:
+  """Keeps the latest `keep` checkpoints of one training run (or one fold group) in `directory`.
+
+  `save(step, state, extra)` writes a checkpoint (the caller decides when: every N epochs and at
+  the end); `restore_latest(template)` returns `(step, state, extra)` of the newest readable one.
+  In a multi-process run every process must use its own directory: the store acts process-locally.
+
+  >>> import tempfile
+  >>> with tempfile.TemporaryDirectory() as d, CheckpointStore(d) as store:
+  ...   store.save(5, {'w': np.ones(3, np.float32)}, {'epoch': 5, 'rng': np.array([1, 2], np.uint32)})
+  ...   step, state, extra = store.restore_latest({'w': np.zeros(3, np.float32)})
+  >>> step, state['w'].tolist(), extra['epoch'], extra['rng'].dtype
+  (5, [1.0, 1.0, 1.0], 5, dtype('uint32'))
+  """
+
+  def __init__(self, directory: str | os.PathLike, *, keep: int = 2):
+    """`keep` >= 1 checkpoints are kept; fallback to an older one needs `keep` >= 2."""
+    if keep < 1:
+      raise ValueError(f"keep (checkpoints to keep) must be >= 1, got {keep}")
+    self.directory = Path(directory).absolute()
+    self.directory.mkdir(parents=True, exist_ok=True)
+    pid = jax.process_index()
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, enable_async_checkpointing=False, create=False,
+        multiprocessing_options=ocp.options.MultiprocessingOptions(
+            primary_host=pid, active_processes={pid}, barrier_sync_key_prefix=f"cmnet_p{pid}_"))
+    self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                          item_names=("state", "extra"))
+
+  def steps(self) -> list[int]:
+    """Steps of the finished checkpoints on disk, ascending."""
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state: Any, extra: dict[str, Any] | None = None) -> None:
+    """Writes `state` (pytree of arrays) and `extra` (JSON-able dict; NumPy arrays allowed)."""
+    if step in self.steps():
+      raise ValueError(f"a checkpoint for step {step} already exists in {self.directory}")
+    encoded = _encode(dict(extra or {}))
+    self._manager.save(int(step), args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), extra=ocp.args.JsonSave(encoded)), force=True)
+    self._manager.wait_until_finished()
+
+  def restore_latest(self, template: Any, *, sharding: Any = None
+                     ) -> tuple[int, Any, dict[str, Any]] | None:
+    """Newest readable checkpoint as `(step, state, extra)`, or None when there is none.
+
+    Args:
+      template: pytree with the state's structure; leaves are arrays or `jax.ShapeDtypeStruct`
+        (only shape and dtype are used).
+      sharding: None restores host NumPy arrays; a `jax.sharding.Sharding` (or a pytree of them
+        matching `template`) places the arrays directly onto the devices.
+
+    Raises:
+      CheckpointMismatchError: a checkpoint's arrays differ from the template.
+      CheckpointError: checkpoints exist but none can be read.
+    """
+    self._remove_interrupted_saves()
+    if sharding is None:
+      target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), template)
+    else:
+      shardings = (jax.tree.map(lambda _: sharding, template)
+                   if isinstance(sharding, jax.sharding.Sharding) else sharding)
+      target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                            template, shardings)
+    failures: list[tuple[int, str]] = []
+    for step in reversed(self.steps()):
+      where = f"checkpoint {self.directory / str(step)}"
+      try:
+        meta = self._manager.item_metadata(step)["state"]
+        meta_tree = getattr(meta, "tree", None)
+      except Exception:  # pylint: disable=broad-except  # unreadable metadata: restore decides
+        meta_tree = None
+      if meta_tree is not None:
+        _check_match(meta_tree, template, where)
+      try:
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target), extra=ocp.args.JsonRestore()))
+        state, extra = restored.state, restored.extra
+        if not isinstance(extra, dict):
+          raise ValueError(f"its extra item is {type(extra).__name__}, expected a JSON object")
+      except Exception as e:  # pylint: disable=broad-except  # any read failure = corrupt
+        failures.append((step, f"{type(e).__name__}: {str(e)[:300]}"))
+        warnings.warn(f"{where} is partial or corrupt ({failures[-1][1]}); falling back to the "
+                      "previous checkpoint", RuntimeWarning, stacklevel=2)
+        continue
+      _check_match(state, template, where)
+      self._set_aside([s for s, _ in failures])
+      return step, state, _decode(extra)
+    if failures:
+      raise CheckpointError(
+          f"none of the checkpoints in {self.directory} can be read: "
+          + "; ".join(f"step {s}: {msg}" for s, msg in failures)
+          + ". Delete the directory to start the run afresh.")
+    return None
+
+  def _remove_interrupted_saves(self) -> None:
+    for tmp in sorted(self.directory.glob(f"*{_TMP_MARK}*")):
+      warnings.warn(f"removing {tmp}, left by an interrupted checkpoint save; resuming from the "
+                    "previous checkpoint", RuntimeWarning, stacklevel=3)
+      shutil.rmtree(tmp, ignore_errors=True)
+    self._manager.reload()
+
+  def _set_aside(self, steps: list[int]) -> None:
+    """Renames unreadable step folders `<step>.corrupt[.k]` so those steps can be saved again."""
+    for step in steps:
+      src = self.directory / str(step)
+      dst, k = self.directory / f"{step}.corrupt", 1
+      while dst.exists():
+        dst, k = self.directory / f"{step}.corrupt.{k}", k + 1
+      if src.exists():
+        os.replace(src, dst)
+    if steps:
+      self._manager.reload()
+
+  def close(self) -> None:
+    self._manager.close()
+
+  def __enter__(self) -> "CheckpointStore":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
