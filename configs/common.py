@@ -132,3 +132,30 @@ def base_config(dataset: str = "synthetic", scale: str = "small") -> ml_collecti
   c.optim = optim_config()
   c.train = train_config()
   return c
+
+
+def real_config(dataset: str, classes: str, arg: str) -> ml_collections.ConfigDict:
+  """Paper-scale settings for a real database; `arg='quick'` is a minutes-long smoke run."""
+  c = base_config(dataset, "paper")
+  c.data.classes = classes
+  c.data.image_size = 112
+  c.augment.crop_padding = 8
+  c.train.batch_size = 16
+  c.train.num_epochs = 60
+  c.train.steps_per_epoch = 16
+  c.train.checkpoint_every_epochs = 10
+  c.optim.learning_rate = 3e-4
+  c.optim.warmup_steps = 100
+  if arg == "quick":
+    c.model = model_config("small")
+    c.data.image_size = 64
+    c.augment.crop_padding = 4
+    c.train.num_epochs = 2
+    c.train.steps_per_epoch = 5
+    c.train.batch_size = 8
+    c.train.checkpoint_every_epochs = 1
+    c.optim.warmup_steps = 2
+  elif arg:
+    raise ValueError(f"unknown variant {arg!r} of configs/{dataset}.py (known: 'quick')")
+  c.lock()
+  return c
