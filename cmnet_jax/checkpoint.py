@@ -93,12 +93,22 @@ def _check_match(found: Any, template: Any, where: str) -> None:
           "a different model or fold layout; use a new workdir or delete its checkpoints")
 
 
+def is_supported() -> bool:
+  """Whether `CheckpointStore` works here: single-process runs only (see its NotImplementedError).
+
+  >>> is_supported()
+  True
+  """
+  return jax.process_count() == 1
+
+
 class CheckpointStore:
   """Keeps the latest `keep` checkpoints of one training run (or one fold group) in `directory`.
 
   `save(step, state, extra)` writes a checkpoint (the caller decides when: every N epochs and at
   the end); `restore_latest(template)` returns `(step, state, extra)` of the newest readable one.
-  In a multi-process run every process must use its own directory: the store acts process-locally.
+  Single-process runs only (`is_supported()`): in a multi-process run each process holds other
+  folds in process-local arrays, which Orbax cannot save per process.
 
   >>> import tempfile
   >>> with tempfile.TemporaryDirectory() as d, CheckpointStore(d) as store:
@@ -114,11 +124,14 @@ class CheckpointStore:
       raise ValueError(f"keep (checkpoints to keep) must be >= 1, got {keep}")
     self.directory = Path(directory).absolute()
     self.directory.mkdir(parents=True, exist_ok=True)
-    pid = jax.process_index()
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, enable_async_checkpointing=False, create=False,
-        multiprocessing_options=ocp.options.MultiprocessingOptions(
-            primary_host=pid, active_processes={pid}, barrier_sync_key_prefix=f"cmnet_p{pid}_"))
+    if not is_supported():
+      raise NotImplementedError(
+          f"CheckpointStore({self.directory}): this is process {jax.process_index()} of "
+          f"{jax.process_count()}. Orbax saves global arrays only: it refuses process-local "
+          "(pmap) arrays and writes NumPy arrays from process 0 alone, so per-process fold "
+          "checkpoints would be lost. Check checkpoint.is_supported() and resume multi-process "
+          "runs from finished fold groups instead.")
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=("state", "extra"))
 

@@ -133,3 +133,11 @@ def test_extra_must_be_json_able(tmp_path, states):
       store.save(1, states[0], {"f": object()})
     with pytest.raises(TypeError, match="keys must be str"):
       store.save(1, states[0], {"h": {1: 2}})
+
+
+def test_multi_process_is_refused_clearly(tmp_path, monkeypatch):
+  assert checkpoint.is_supported()
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  assert not checkpoint.is_supported()
+  with pytest.raises(NotImplementedError, match="process 0 of 2"):
+    checkpoint.CheckpointStore(tmp_path / "ckpt")
