@@ -1,14 +1,55 @@
-"""Entry point: `python run.py --config=configs/synthetic.py --workdir=...`.
+"""cmnet_jax command line: the only place that reads flags.
 
-Placeholder until the training issue lands: it does not train.
+    python run.py                                    # LOSO on the built-in synthetic set
+    python run.py --config=configs/casme2.py --config.data.root=/data/CASME2
+    python run.py --config=configs/synthetic.py:quick --workdir=runs/quick
+    python run.py --mode=eval --workdir=runs/synthetic         # re-evaluate from checkpoints
+    python run.py --mode=predict --workdir=runs/synthetic --frames=/path/to/clip_folder
+    python run.py --mode=prepare --config=configs/casme2.py    # build the TFDS data only
 """
+from __future__ import annotations
+
+import os
 import sys
+from pathlib import Path
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", str(Path(__file__).parent / "configs" / "synthetic.py"),
+    "Config file (optionally file.py:variant, e.g. configs/casme2.py:quick).", lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Run folder (checkpoints, reports). Default: runs/<config name>[_<variant>].")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "predict", "prepare"],
+                          "train (resumes if the workdir has checkpoints) | eval | predict | prepare")
+_FRAMES = flags.DEFINE_string("frames", None, "predict: folder holding one clip's frames.")
+_ONSET = flags.DEFINE_integer("onset", None, "predict: onset frame number (default: first frame).")
+_APEX = flags.DEFINE_integer("apex", None, "predict: apex frame number (default: the frame that "
+                             "differs most from the first).")
+_OFFSET = flags.DEFINE_integer("offset", None, "predict: offset frame number (default: last).")
+_FOLD = flags.DEFINE_string("fold", None, "predict: use only this held-out subject's model "
+                            "(default: the ensemble of every fold's model).")
 
 
-def main() -> int:
-  print("cmnet_jax: training is not implemented yet (see the open training issue).", file=sys.stderr)
-  return 2
+def default_workdir() -> Path:
+  config_arg = flags.FLAGS["config"].value or "configs/synthetic.py"
+  name, _, variant = Path(config_arg).name.partition(":")
+  name = Path(name).stem + (f"_{variant}" if variant else "")
+  return Path("runs") / name
+
+
+def main(argv) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  sys.path.insert(0, str(Path(__file__).parent))
+  from cmnet_jax import cli  # pylint: disable=g-import-not-at-top
+  workdir = Path(_WORKDIR.value) if _WORKDIR.value else default_workdir()
+  return cli.run(_MODE.value, _CONFIG.value, workdir, frames=_FRAMES.value, onset=_ONSET.value,
+                 apex=_APEX.value, offset=_OFFSET.value, fold=_FOLD.value)
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,144 @@
+"""Gathering a run's per-fold results on the host, merging them, and writing the reports.
+
+Each fold group (on each process) writes `workdir/folds/groupGGG_processPPP.npz` once it has
+finished; these files are the only thing processes share, so a multi-host run needs no
+cross-process collective, and a resumed run skips finished groups. Process 0 merges them.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from cmnet_jax import metrics
+from cmnet_jax import reports
+
+
+def save_group(path: Path, *, fold_ids, fold_data, logits, intensities, history, oracle) -> None:
+  """Writes one fold group's held-out predictions and training history (atomically)."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  arrays = {"fold_ids": np.asarray(fold_ids), "test_ids": np.asarray(fold_data.test_ids),
+            "test_mask": np.asarray(fold_data.test_mask), "logits": logits,
+            "intensities": intensities}
+  arrays.update({f"history_{k}": v for k, v in history.items()})
+  if oracle:
+    arrays["oracle_epochs"] = np.array([e for e, _ in oracle])
+    arrays["oracle_predictions"] = np.stack([p for _, p in oracle], 1)  # [slots, evals, max_test]
+  tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
+  np.savez(tmp, **arrays)
+  os.replace(tmp, path)
+
+
+def wait_for_groups(folder: Path, num_groups: int, process_count: int, *,
+                    timeout_s: float = 24 * 3600, poll_s: float = 2.0) -> list[dict]:
+  """Loads every group file of every process, waiting for the other processes to write theirs."""
+  paths = [folder / f"group{g:03d}_process{p:03d}.npz"
+           for g in range(num_groups) for p in range(process_count)]
+  deadline = time.monotonic() + timeout_s
+  while not all(p.exists() for p in paths):
+    if time.monotonic() > deadline:
+      missing = [str(p) for p in paths if not p.exists()]
+      raise TimeoutError(f"fold results never appeared: {missing}")
+    time.sleep(poll_s)
+  return [dict(np.load(p)) for p in paths]
+
+
+def merge(groups: list[dict], num_clips: int) -> dict[str, Any]:
+  """Per-clip logits and intensities (each clip is tested exactly once) and per-fold history."""
+  logits = intensities = None
+  seen = np.zeros(num_clips, bool)
+  history: dict[str, list] = {}
+  oracle: dict[int, np.ndarray] = {}
+  for g in groups:
+    real = g["fold_ids"] >= 0
+    if logits is None:
+      logits = np.zeros((num_clips,) + g["logits"].shape[2:], np.float32)
+      intensities = np.zeros((num_clips,) + g["intensities"].shape[2:], np.float32)
+    ids, mask = g["test_ids"][real], g["test_mask"][real]
+    if np.any(seen[ids[mask]]):
+      raise ValueError("a clip was tested by two folds: the fold files are inconsistent")
+    seen[ids[mask]] = True
+    logits[ids[mask]] = g["logits"][real][mask]
+    intensities[ids[mask]] = g["intensities"][real][mask]
+    for key in g:
+      if key.startswith("history_"):
+        history.setdefault(key[len("history_"):], []).append(g[key][real])
+    if "oracle_predictions" in g:
+      preds = g["oracle_predictions"][real]  # [folds, evals, max_test]
+      for slot in range(preds.shape[0]):
+        oracle[int(g["fold_ids"][real][slot])] = (g["oracle_epochs"], preds[slot], ids[slot],
+                                                  mask[slot])
+  if not seen.all():
+    raise ValueError(f"{int((~seen).sum())} clips were never tested: the fold files are "
+                     "incomplete")
+  return {"logits": logits, "intensities": intensities,
+          "history": {k: np.concatenate(v, 0) for k, v in history.items()}, "oracle": oracle}
+
+
+def _oracle_predictions(oracle: dict, labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
+  """Per fold, the evaluated epoch with the most correct held-out predictions (test selection)."""
+  preds = np.zeros_like(labels)
+  chosen = []
+  for fid in sorted(oracle):
+    epochs, p, ids, mask = oracle[fid]
+    correct = (p[:, mask] == labels[ids[mask]][None]).sum(1)
+    best = int(np.argmax(correct))
+    chosen.append(int(epochs[best]))
+    preds[ids[mask]] = p[best, mask]
+  return preds, chosen
+
+
+def finish(config: ml_collections.ConfigDict, workdir: Path, data, groups: list[dict]) -> dict:
+  """Pooled metrics and every report of the run; prints the results table."""
+  from cmnet_jax import losses  # pylint: disable=g-import-not-at-top
+  merged = merge(groups, len(data.labels))
+  labels = data.labels
+  preds = merged["logits"].argmax(-1)
+  num_classes = len(data.class_names)
+  conf = metrics.confusion_matrix(labels, preds, num_classes)
+  headline = dict(metrics.summarize(conf), class_names=list(data.class_names),
+                  num_folds=len(data.folds), chance_accuracy=1.0 / num_classes)
+  rows = {"all": headline}
+  if len(set(data.datasets)) > 1:
+    per_db = metrics.per_group(labels, preds, list(data.datasets), num_classes)
+    headline["per_database"] = per_db
+    rows.update(per_db)
+  # Intensity curves: learned s_t vs the prototype (and the true intensity on synthetic data).
+  mean_curves = np.stack([np.asarray(losses.intensity_prototype(
+      data.eval_frames.shape[1], int(a),
+      epsilon=config.loss.prototype_epsilon, sigma_floor=config.loss.prototype_sigma_floor)[0])
+                          for a in data.eval_apex])
+  intensity = {"vs_prototype": reports.intensity_spearman(merged["intensities"], mean_curves)}
+  if data.true_intensity is not None:
+    intensity["vs_true"] = reports.intensity_spearman(merged["intensities"], data.true_intensity)
+  extra = {"intensity_spearman": intensity, "config": config.to_dict()}
+  oracle_block = None
+  if merged["oracle"]:
+    opreds, chosen = _oracle_predictions(merged["oracle"], labels)
+    oracle_block = dict(metrics.summarize(metrics.confusion_matrix(labels, opreds, num_classes)),
+                        chosen_epochs=chosen)
+  workdir = Path(workdir)
+  reports.write_results_json(workdir / "results.json", headline, extra=extra,
+                             oracle_best_epoch=oracle_block)
+  reports.write_per_subject_csv(workdir / "per_subject.csv", labels, preds, list(data.subjects),
+                                num_classes, databases=list(data.datasets),
+                                class_names=list(data.class_names))
+  reports.write_predictions_txt(workdir / "predictions.txt", list(data.datasets),
+                                list(data.subjects), list(data.clip_ids), labels, preds)
+  reports.plot_confusion_matrix(workdir / "confusion_matrix.png", conf, list(data.class_names),
+                                title=f"UF1 {headline['uf1']:.3f}  UAR {headline['uar']:.3f}")
+  title = "  ".join(f"rho({k[3:]}) {v['mean_curve']:.2f}" for k, v in intensity.items())
+  reports.plot_intensity_curves(workdir / "intensity_curves.png", merged["intensities"],
+                                mean_curves, true=data.true_intensity, title=title)
+  reports.plot_training_curves(workdir / "training_curves.png", merged["history"])
+  with reports.ScalarWriter(workdir / "tensorboard") as writer:
+    hist = merged["history"]
+    for epoch in range(next(iter(hist.values())).shape[1]):
+      writer.write(epoch + 1, {k: float(np.nanmean(v[:, epoch])) for k, v in hist.items()})
+  print(reports.format_results_table(rows, class_names=list(data.class_names)))
+  print(f"(chance accuracy {1.0 / num_classes:.3f}; reports in {workdir})")
+  return {"headline": headline, **extra, "oracle_best_epoch": oracle_block}

@@ -1,0 +1,171 @@
+"""One fold's training epoch and evaluation, as pure functions of arrays.
+
+Everything here works on ONE fold; `cmnet_jax.parallel` lifts it to all folds (vmap) and devices
+(pmap). Data live on the device for the whole run (`DeviceData`); each step draws its batch on the
+device from the fold's own training clips, augments it, and updates the fold's parameters. An
+epoch is one `lax.scan` over steps: no host round trip per step.
+
+Per-step randomness is `fold_in(state.rng, state.step)`, so a resumed run repeats the same draws.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from cmnet_jax import augment
+from cmnet_jax import losses
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Arrays only (an Orbax checkpoint is this pytree)."""
+  step: jnp.ndarray
+  params: Any
+  opt_state: Any
+  rng: jnp.ndarray
+
+
+class DeviceData(NamedTuple):
+  """The sampled clips of a run, on the device once.
+
+  train_frames: uint8 `[clips, copies, time, height, width, 3]` (jittered temporal samplings).
+  train_apex: int32 `[clips, copies]` apex position in each sampling.
+  eval_frames: uint8 `[clips, time, height, width, 3]` (deterministic sampling).
+  eval_apex: int32 `[clips]`.
+  labels: int32 `[clips]`.
+  """
+  train_frames: jnp.ndarray
+  train_apex: jnp.ndarray
+  eval_frames: jnp.ndarray
+  eval_apex: jnp.ndarray
+  labels: jnp.ndarray
+
+
+class FoldData(NamedTuple):
+  """Per-fold index arrays (leading fold axis once stacked).
+
+  train_weights: float32 `[clips]`, sampling probability of each clip (0 = not in training).
+  test_ids: int32 `[max_test]` clip ids of the held-out subject, padded.
+  test_mask: bool `[max_test]`.
+  """
+  train_weights: jnp.ndarray
+  test_ids: jnp.ndarray
+  test_mask: jnp.ndarray
+
+
+def make_optimizer(optim_config: ml_collections.ConfigDict, total_steps: int):
+  """AdamW with linear warm-up then cosine decay, after global-norm gradient clipping."""
+  warmup = min(int(optim_config.warmup_steps), max(total_steps - 1, 0))
+  schedule = optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=optim_config.learning_rate, warmup_steps=warmup,
+      decay_steps=max(total_steps, warmup + 1), end_value=0.0)
+  return optax.chain(
+      optax.clip_by_global_norm(optim_config.grad_clip_norm),
+      optax.adamw(schedule, weight_decay=optim_config.weight_decay))
+
+
+def init_state(model, tx, rng: jnp.ndarray, sample_clips: jnp.ndarray) -> TrainState:
+  """One fold's initial state (vmap it over fold rngs)."""
+  init_rng, dropout_rng, state_rng = jax.random.split(rng, 3)
+  variables = model.init({"params": init_rng, "dropout": dropout_rng}, sample_clips, train=False)
+  params = variables["params"]
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                    rng=state_rng)
+
+
+def frame_differences(clips: jnp.ndarray) -> jnp.ndarray:
+  """Mean absolute pixel difference between every pair of frames: `[B, T, H, W, C] -> [B, T, T]`."""
+  flat = clips.reshape(clips.shape[:2] + (-1,))
+  return jnp.mean(jnp.abs(flat[:, :, None, :] - flat[:, None, :, :]), axis=-1)
+
+
+def make_loss_fn(model, config: ml_collections.ConfigDict) -> Callable:
+  """`loss_fn(params, clips, labels, apex, rng) -> (total, (terms, logits))` for one batch."""
+  lc = config.loss
+  coef = losses.coefficients_from_config(lc)  # terms with a zero coefficient are not computed
+  objective = losses.make_objective({k: v for k, v in coef.items() if v})
+
+  def loss_fn(params, clips, labels, apex, rng):
+    k_drop, k_pos, k_neg, k_proto = jax.random.split(rng, 4)
+    variables = {"params": params}
+    out = model.apply(variables, clips, train=True, rngs={"dropout": k_drop})
+    terms = {"ce": losses.softmax_cross_entropy(out.logits, labels,
+                                                label_smoothing=lc.label_smoothing)}
+    if coef["id"]:
+      # Positive view of frame t: photometric augmentation of frame t; its onset reference gets
+      # the same draw (same key per (clip, frame)), so the onset difference stays a motion signal.
+      views = augment.positive_views(k_pos, clips, config.augment)
+      reference = None
+      if config.model.input_mode != "raw":
+        reference = augment.positive_views(k_pos, jnp.broadcast_to(clips[:, :1], clips.shape),
+                                           config.augment)
+      _, positives = model.apply(variables, views, train=True, reference=reference,
+                                 method="intensity_branch")
+      mask = losses.sample_negatives(
+          k_neg, frame_differences(clips), strategy=lc.id_strategy,
+          num_negatives=lc.id_num_negatives, temperature=lc.id_sampling_temperature)
+      terms["id"] = losses.intensity_distillation_loss(
+          out.intensity_embeddings, positives, out.intensity_embeddings, mask,
+          temperature=lc.id_temperature)
+    if coef["wilcoxon"]:
+      num_frames = clips.shape[1]
+      mean, std = jax.vmap(lambda a: losses.intensity_prototype(
+          num_frames, a, epsilon=lc.prototype_epsilon, sigma_floor=lc.prototype_sigma_floor))(apex)
+      draws = losses.sample_prototype(k_proto, mean[:, None], std[:, None],
+                                      (clips.shape[0], lc.w_num_prototype_samples, num_frames))
+      terms["wilcoxon"] = losses.wilcoxon_loss(
+          out.intensities.astype(jnp.float32), draws, margin=lc.w_margin,
+          temperature=lc.w_temperature, segments=lc.w_segments, apex_index=apex)
+    total, logs = objective(terms)
+    return total, (logs, out.logits)
+
+  return loss_fn
+
+
+def make_train_epoch(model, tx, config: ml_collections.ConfigDict) -> Callable:
+  """`epoch(state, fold, data) -> (state, metrics)`: `steps_per_epoch` steps in one `lax.scan`.
+
+  metrics: dict of `[steps]` arrays: 'loss', each term, and 'accuracy' (training batch).
+  """
+  tc = config.train
+  loss_fn = make_loss_fn(model, config)
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  batch_size = tc.batch_size
+
+  def step(state: TrainState, fold: FoldData, data: DeviceData):
+    rng = jax.random.fold_in(state.rng, state.step)
+    k_batch, k_copy, k_aug, k_loss = jax.random.split(rng, 4)
+    num_clips = data.labels.shape[0]
+    ids = jax.random.choice(k_batch, num_clips, (batch_size,), replace=False,
+                            p=fold.train_weights)
+    copy = jax.random.randint(k_copy, (batch_size,), 0, data.train_frames.shape[1])
+    clips = data.train_frames[ids, copy]
+    apex = data.train_apex[ids, copy]
+    labels = data.labels[ids]
+    clips = augment.clip_augment(k_aug, clips, config.augment)
+    (total, (logs, logits)), grads = grad_fn(state.params, clips, labels, apex, k_loss)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(logs, loss=total,
+                   accuracy=jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32)))
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  def epoch(state, fold, data):
+    return jax.lax.scan(lambda s, _: step(s, fold, data), state, None,
+                        length=tc.steps_per_epoch)
+
+  return epoch
+
+
+def make_eval(model) -> Callable:
+  """`evaluate(params, fold, data) -> (logits [max_test, C], intensities [max_test, T])`."""
+  def evaluate(params, fold: FoldData, data: DeviceData):
+    clips = data.eval_frames[fold.test_ids]
+    out = model.apply({"params": params}, clips, train=False)
+    return out.logits.astype(jnp.float32), out.intensities.astype(jnp.float32)
+  return evaluate
