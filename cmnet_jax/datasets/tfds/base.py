@@ -113,8 +113,8 @@ class MerBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             "clip_id": record.clip_id, "dataset": record.dataset, "apex_index": apex}
 
   def _generate_examples(self, index: index_lib.DatasetIndex) -> Iterator[tuple[str, dict]]:
-    for record in index.clips:
-      yield f"{record.dataset}/{record.subject}/{record.clip_id}/{record.onset}", self._example(record)
+    for i, record in enumerate(index.clips):   # (subject, clip) can repeat (CAS(ME)^3)
+      yield f"{i:06d}/{record.dataset}/{record.subject}/{record.clip_id}", self._example(record)
 
 
 def read_numpy(source: Any) -> dict[str, np.ndarray]:
