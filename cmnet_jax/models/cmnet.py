@@ -1,0 +1,170 @@
+"""CMNet: the Intensity Clues Encoder (ICE) and Facial Feature Encoder (FFE), squeeze/extend,
+fusion, an LSTM over time and a linear classifier (METHOD.md, "Architecture").
+
+For a clip x_1..x_T (after the input transform of `prepare_inputs`):
+
+    h_t = ICE(x_t)                       s_t = sigmoid(w_s . h_t + b_s)       (squeeze, in (0, 1))
+    z_t = W_2 relu(W_1 h_t + b_1) + b_2  (intensity embedding for the ID loss)
+    f_t = FFE(x_t)                       e_t = f_t * (w_e s_t + b_e)          (extend, fusion)
+    (c_t, h'_t) = LSTM(e_t, (c_{t-1}, h'_{t-1}))                               v = h'_T
+    logits = W_c dropout(v) + b_c
+
+s_t lies in (0, 1) like the intensity prototype (epsilon at onset/offset, 1 at the apex). The
+extend bias starts at 1, so at initialisation e_t = f_t * (1 + w_e s_t) lets facial features
+through whatever the intensities are. Frames are encoded with time folded into the batch.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cmnet_jax.models.encoders import ENCODERS
+
+# Raw frames are normalised with ImageNet statistics (what torchvision-pretrained weights expect).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Onset differences (in [0, 1] scale) are multiplied by this: a one-pixel shift of an edge of
+# contrast 0.1-0.3 gives 1-3, sensor noise (sigma 2/255) about 0.1.
+DIFFERENCE_SCALE = 10.0
+INPUT_MODES = ("raw", "onset_difference", "both")
+
+
+class CMNetOutput(NamedTuple):
+  """What `CMNet.__call__` returns (all float32).
+
+  Attributes:
+    logits: `[batch, num_classes]`.
+    intensities: `[batch, time]`, the squeeze output s_t in (0, 1).
+    intensity_embeddings: `[batch, time, embedding_dim]`, ICE projection used by the ID loss.
+    features: `[batch, time, feature_dim]`, the FFE output f_t before fusion.
+  """
+  logits: jax.Array
+  intensities: jax.Array
+  intensity_embeddings: jax.Array
+  features: jax.Array
+
+
+def to_unit_float(clips: jax.Array) -> jax.Array:
+  """uint8 in [0, 255] -> float32 / 255; floating input (assumed in [0, 1]) -> float32."""
+  clips = jnp.asarray(clips)
+  if clips.dtype == jnp.uint8:
+    return clips.astype(jnp.float32) / 255.0
+  if jnp.issubdtype(clips.dtype, jnp.floating):
+    return clips.astype(jnp.float32)
+  raise TypeError(f"clips: expected uint8 or float in [0, 1], got dtype {clips.dtype}")
+
+
+def prepare_inputs(clips: jax.Array, input_mode: str,
+                   reference: jax.Array | None = None) -> jax.Array:
+  """Clips `[batch, time, height, width, 3]` -> network input `[batch, time, height, width, c]`.
+
+  - 'raw': (x - mean) / std with ImageNet statistics, c = 3.
+  - 'onset_difference': DIFFERENCE_SCALE * (x_t - r_t), both in [0, 1] scale, c = 3; r_t is the
+    first frame of the clip unless `reference` (`[batch, time or 1, height, width, 3]`) is given.
+  - 'both': the two above concatenated on channels, c = 6.
+
+  >>> import jax.numpy as jnp
+  >>> x = jnp.stack([jnp.zeros((1, 1, 3)), jnp.full((1, 1, 3), 0.1)])[None]  # [1, 2, 1, 1, 3]
+  >>> [round(float(v), 4) for v in prepare_inputs(x, 'onset_difference')[0, :, 0, 0, 0]]
+  [0.0, 1.0]
+  """
+  if clips.ndim != 5 or clips.shape[-1] != 3:
+    raise ValueError("clips: expected [batch, time, height, width, 3], got shape "
+                     f"{tuple(clips.shape)}")
+  if input_mode not in INPUT_MODES:
+    raise ValueError(f"model.input_mode: expected one of {INPUT_MODES}, got {input_mode!r}")
+  x = to_unit_float(clips)
+  raw = (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
+  if input_mode == "raw":
+    return raw
+  ref = x[:, :1] if reference is None else to_unit_float(reference)
+  if reference is not None and (ref.ndim != 5 or ref.shape[0] != x.shape[0]
+                                or ref.shape[1] not in (1, x.shape[1]) or ref.shape[2:] != x.shape[2:]):
+    raise ValueError(f"reference: expected [batch, time or 1, height, width, 3] matching clips "
+                     f"{tuple(x.shape)}, got {tuple(ref.shape)}")
+  diff = DIFFERENCE_SCALE * (x - ref)
+  if input_mode == "onset_difference":
+    return diff
+  return jnp.concatenate([raw, diff], axis=-1)
+
+
+class CMNet(nn.Module):
+  """The CMNet network. Build it from a config with `cmnet_jax.models.build`.
+
+  Attributes:
+    num_classes: classifier outputs.
+    encoder: 'small_cnn' | 'resnet18', used for both ICE and FFE (separate weights).
+    widths: encoder stage widths.
+    feature_dim: size of h_t, f_t and the extend output.
+    embedding_dim: size of the intensity embedding z_t.
+    lstm_hidden: LSTM state size (v has this size).
+    norm_groups: GroupNorm groups in the encoders.
+    dropout: dropout rate on v, before the classifier.
+    input_mode: 'raw' | 'onset_difference' | 'both' (see `prepare_inputs`).
+    dtype: compute dtype of convolutions, Dense layers and the LSTM; params stay float32.
+  """
+  num_classes: int
+  encoder: str
+  widths: Sequence[int]
+  feature_dim: int
+  embedding_dim: int
+  lstm_hidden: int
+  norm_groups: int
+  dropout: float
+  input_mode: str
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    enc = ENCODERS[self.encoder]
+    self.ice = enc(tuple(self.widths), self.feature_dim, self.norm_groups, self.dtype)
+    self.ffe = enc(tuple(self.widths), self.feature_dim, self.norm_groups, self.dtype)
+    self.squeeze = nn.Dense(1, dtype=self.dtype)
+    self.extend = nn.Dense(self.feature_dim, dtype=self.dtype, bias_init=nn.initializers.ones)
+    self.projection_hidden = nn.Dense(self.feature_dim, dtype=self.dtype)
+    self.projection = nn.Dense(self.embedding_dim, dtype=self.dtype)
+    self.lstm = nn.RNN(nn.OptimizedLSTMCell(self.lstm_hidden, dtype=self.dtype), return_carry=True)
+    self.drop = nn.Dropout(self.dropout)
+    self.classifier = nn.Dense(self.num_classes, dtype=self.dtype)
+
+  def _encode(self, encoder: nn.Module, x: jax.Array) -> jax.Array:
+    """`[batch, time, h, w, c]` -> `[batch, time, d]`, time folded into the batch (one call)."""
+    b, t = x.shape[:2]
+    y = encoder(x.reshape((b * t,) + x.shape[2:]))
+    return y.reshape(b, t, y.shape[-1])
+
+  def _intensity(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    h = self._encode(self.ice, x)
+    s = jax.nn.sigmoid(self.squeeze(h)[..., 0].astype(jnp.float32))
+    z = self.projection(nn.relu(self.projection_hidden(h)))
+    return s, z.astype(jnp.float32)
+
+  def intensity_branch(self, clips: jax.Array, train: bool = False,
+                       reference: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """ICE only (for the ID loss's positive views): clips -> (s `[batch, time]`,
+    z `[batch, time, embedding_dim]`), float32, same parameters as `__call__`.
+
+    `train` is accepted for symmetry (the branch has no dropout). `reference` replaces the first
+    frame in the onset difference; give it photometrically matched views of the onset frame
+    (`augment.positive_views` with the same rng) so the difference is not all augmentation.
+    """
+    del train
+    return self._intensity(prepare_inputs(clips, self.input_mode, reference).astype(self.dtype))
+
+  def __call__(self, clips: jax.Array, train: bool = False,
+               reference: jax.Array | None = None) -> CMNetOutput:
+    """Clips `[batch, time, height, width, 3]` (uint8, or float in [0, 1]) -> `CMNetOutput`.
+
+    With `train=True` and dropout > 0, pass `rngs={'dropout': key}` to `apply`.
+    """
+    x = prepare_inputs(clips, self.input_mode, reference).astype(self.dtype)
+    s, z = self._intensity(x)
+    f = self._encode(self.ffe, x)
+    e = f * self.extend(s[..., None])
+    (_, v), _ = self.lstm(e)
+    v = self.drop(v, deterministic=not train)
+    logits = self.classifier(v)
+    return CMNetOutput(logits=logits.astype(jnp.float32), intensities=s,
+                       intensity_embeddings=z, features=f.astype(jnp.float32))

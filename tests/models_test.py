@@ -1,0 +1,236 @@
+"""Tests for cmnet_jax.models: shapes, LSTM/heads vs NumPy, time folding, vmap over folds, overfit."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cmnet_jax.models import CMNet, build, prepare_inputs
+from configs.common import model_config
+
+
+def tiny_config(encoder="small_cnn", input_mode="raw", dtype="float32", dropout=0.2):
+  c = model_config("paper" if encoder == "resnet18" else "small")
+  c.widths = (4, 4, 8, 8) if encoder == "resnet18" else (4, 8)
+  c.feature_dim, c.embedding_dim, c.lstm_hidden, c.norm_groups = 6, 5, 7, 2
+  c.input_mode, c.dtype, c.dropout = input_mode, dtype, dropout
+  return c
+
+
+def rngs(seed=0):
+  # 'rbg' keys compile in a fraction of threefry's time on CPU; the model does not care.
+  return {"params": jax.random.key(seed, impl="rbg"),
+          "dropout": jax.random.key(seed + 1, impl="rbg")}
+
+
+def init(model, clips, seed=0):
+  return jax.jit(model.init)(rngs(seed), clips)
+
+
+def clips_of(shape, seed=0):
+  return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("encoder,b,t,h,w,mode,dtype", [
+    ("small_cnn", 1, 1, 16, 16, "raw", "float32"),
+    ("small_cnn", 3, 5, 17, 23, "both", "bfloat16"),
+    ("small_cnn", 2, 9, 32, 32, "onset_difference", "float32"),
+    ("resnet18", 1, 1, 16, 16, "onset_difference", "bfloat16"),
+    ("resnet18", 3, 5, 17, 23, "both", "float32"),
+])
+def test_output_shapes_and_dtypes(encoder, b, t, h, w, mode, dtype):
+  model = build(tiny_config(encoder, mode, dtype), num_classes=4)
+  clips = jax.ShapeDtypeStruct((b, t, h, w, 3), jnp.uint8)
+  variables = jax.eval_shape(model.init, rngs(), clips)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
+  out = jax.eval_shape(lambda v, x: model.apply(v, x, train=True, rngs=rngs()), variables, clips)
+  assert out.logits.shape == (b, 4)
+  assert out.intensities.shape == (b, t)
+  assert out.intensity_embeddings.shape == (b, t, 5)
+  assert out.features.shape == (b, t, 6)
+  assert all(a.dtype == jnp.float32 for a in out)
+  s, z = jax.eval_shape(lambda v, x: model.apply(v, x, method="intensity_branch"), variables, clips)
+  assert (s.shape, z.shape) == ((b, t), (b, t, 5))
+
+
+def np_sigmoid(x):
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+@pytest.fixture(scope="module")
+def small():
+  """One tiny small_cnn model (raw input), initialised and jitted once."""
+  model = build(tiny_config(), num_classes=4)
+  clips = clips_of((2, 4, 16, 16, 3), seed=3)
+  apply = jax.jit(model.apply, static_argnames=("train", "method"))
+  return model, init(model, clips), apply, clips
+
+
+def test_heads_and_lstm_match_numpy(small):
+  model, variables, apply, clips = small
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), variables["params"])
+  out = apply(variables, clips, train=False)
+  h = np.asarray(jax.jit(lambda v, x: model.apply(v, x, method=lambda m, y: m._encode(
+      m.ice, prepare_inputs(y, m.input_mode))))(variables, clips), np.float64)
+  # squeeze and projection head
+  s = np_sigmoid(h @ p["squeeze"]["kernel"] + p["squeeze"]["bias"])[..., 0]
+  np.testing.assert_allclose(out.intensities, s, atol=1e-5)
+  hid = np.maximum(h @ p["projection_hidden"]["kernel"] + p["projection_hidden"]["bias"], 0)
+  z = hid @ p["projection"]["kernel"] + p["projection"]["bias"]
+  np.testing.assert_allclose(out.intensity_embeddings, z, atol=1e-5)
+  # extend, fusion, LSTM equations, final hidden state, classifier
+  f = np.asarray(out.features, np.float64)
+  e = f * (s[..., None] @ p["extend"]["kernel"] + p["extend"]["bias"])
+  cell = p["lstm"]["cell"]
+
+  def gate(n, x, hh):
+    return x @ cell["i" + n]["kernel"] + hh @ cell["h" + n]["kernel"] + cell["h" + n]["bias"]
+
+  hs, cs = np.zeros((2, 7)), np.zeros((2, 7))
+  for t in range(e.shape[1]):
+    x = e[:, t]
+    i, fg = np_sigmoid(gate("i", x, hs)), np_sigmoid(gate("f", x, hs))
+    g, o = np.tanh(gate("g", x, hs)), np_sigmoid(gate("o", x, hs))
+    cs = fg * cs + i * g
+    hs = o * np.tanh(cs)
+  logits = hs @ p["classifier"]["kernel"] + p["classifier"]["bias"]
+  np.testing.assert_allclose(out.logits, logits, atol=1e-5)
+
+
+def random_variables(model, clips, seed=0):
+  """Variables with the model's structure, filled from NumPy (skips compiling `init`)."""
+  shapes = jax.eval_shape(model.init, rngs(), clips)
+  gen = np.random.default_rng(seed)
+  return jax.tree.map(lambda a: jnp.asarray(0.2 * gen.standard_normal(a.shape), a.dtype), shapes)
+
+
+@pytest.fixture(scope="module")
+def resnet():
+  """A tiny resnet18 CMNet on onset differences, with random weights, jitted once."""
+  model = build(tiny_config("resnet18", "onset_difference"), num_classes=3)
+  clips = clips_of((3, 3, 16, 16, 3), seed=1)
+  return model, random_variables(model, clips), jax.jit(model.apply), clips
+
+
+def test_time_folding_equals_per_frame(small):
+  """Every frame encoded alone (a 1-frame clip, same onset reference) == the folded encoding."""
+  _, variables, apply, clips = small
+  out = apply(variables, clips)
+  for t in range(clips.shape[1]):
+    one = apply(variables, clips[:, t:t + 1], reference=clips[:, :1])
+    np.testing.assert_allclose(one.features[:, 0], out.features[:, t], atol=1e-5)
+    np.testing.assert_allclose(one.intensities[:, 0], out.intensities[:, t], atol=1e-6)
+    np.testing.assert_allclose(one.intensity_embeddings[:, 0], out.intensity_embeddings[:, t],
+                               atol=1e-5)
+
+
+def test_resnet_encodes_frames_independently(resnet):
+  """Shuffling frames across clips and time (each with its own onset reference) shuffles the
+  per-frame outputs the same way: no mixing between frames of the folded batch."""
+  _, variables, apply, clips = resnet
+  b, t = clips.shape[:2]
+  reference = np.repeat(clips[:, :1], t, axis=1)
+  src = np.random.default_rng(0).permutation(b * t)
+  sb, st = np.unravel_index(src, (b, t))
+  shuffled = clips[sb, st].reshape(clips.shape)
+  shuffled_ref = reference[sb, st].reshape(clips.shape)
+  out = apply(variables, clips, reference=reference)
+  mix = apply(variables, shuffled, reference=shuffled_ref)
+  for name in ("features", "intensities", "intensity_embeddings"):
+    want = np.asarray(getattr(out, name))[sb, st].reshape(getattr(mix, name).shape)
+    np.testing.assert_allclose(getattr(mix, name), want, rtol=1e-4, atol=1e-5)
+  assert np.isfinite(np.asarray(out.logits)).all()
+
+
+def test_input_modes_match_formula():
+  x = clips_of((2, 3, 4, 5, 3), seed=2)
+  xf = x.astype(np.float64) / 255
+  raw = (xf - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+  diff = 10.0 * (xf - xf[:, :1])
+  np.testing.assert_allclose(prepare_inputs(x, "raw"), raw, atol=1e-5)
+  np.testing.assert_allclose(prepare_inputs(xf.astype(np.float32), "onset_difference"), diff,
+                             atol=1e-5)
+  np.testing.assert_allclose(prepare_inputs(x, "both"), np.concatenate([raw, diff], -1),
+                             atol=1e-5)
+  with pytest.raises(ValueError, match=r"\[batch, time, height, width, 3\]"):
+    prepare_inputs(x[0], "raw")
+  with pytest.raises(TypeError, match="uint8 or float"):
+    prepare_inputs(x.astype(np.int32), "raw")
+
+
+def test_intensity_branch_shares_params_and_dropout(small):
+  _, variables, apply, clips = small
+  out = apply(variables, clips, train=False)
+  s, z = apply(variables, clips, method=CMNet.intensity_branch)
+  np.testing.assert_allclose(s, out.intensities, atol=1e-7)
+  np.testing.assert_allclose(z, out.intensity_embeddings, atol=1e-7)
+  train = lambda k: apply(variables, clips, train=True,  # noqa: E731
+                          rngs={"dropout": jax.random.key(k, impl="rbg")}).logits
+  assert not np.allclose(train(0), train(1))
+  np.testing.assert_array_equal(train(0), train(0))
+  np.testing.assert_array_equal(out.logits, apply(variables, clips, train=False).logits)
+
+
+def test_vmap_over_stacked_folds_and_bfloat16(small):
+  model, v0, apply, clips = small
+  v1 = jax.tree.map(lambda a: 1.1 * a + 0.01, v0)
+  stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), v0, v1)
+  two = np.stack([clips, clips[::-1]])
+  both = jax.jit(jax.vmap(lambda v, x: model.apply(v, x).logits))(stacked, two)
+  np.testing.assert_allclose(both[0], apply(v0, two[0]).logits, atol=1e-5)
+  np.testing.assert_allclose(both[1], apply(v1, two[1]).logits, atol=1e-5)
+  half = build(tiny_config(dtype="bfloat16"), num_classes=4)
+  out = jax.jit(half.apply)(v0, clips)
+  assert out.logits.dtype == jnp.float32
+  np.testing.assert_allclose(out.logits, apply(v0, clips).logits, atol=0.1)
+
+
+def changed(**kw):
+  c = tiny_config()
+  c.update(kw)
+  return c
+
+
+def test_build_rejects_bad_config():
+  with pytest.raises(ValueError, match="model.encoder"):
+    build(changed(encoder="vgg"), 3)
+  with pytest.raises(ValueError, match="norm_groups"):
+    build(changed(widths=(4, 5)), 3)
+  with pytest.raises(ValueError, match="model.input_mode"):
+    build(changed(input_mode="flow"), 3)
+  with pytest.raises(ValueError, match="model.dtype"):
+    build(changed(dtype="float16"), 3)
+  with pytest.raises(ValueError, match="resnet18"):
+    build(changed(pretrained_npz="w.npz"), 3)
+  cfg = tiny_config().to_dict()
+  del cfg["lstm_hidden"]
+  with pytest.raises(KeyError, match="lstm_hidden"):
+    build(cfg, 3)
+
+
+OVERFIT_STEPS = 60  # reaches 100 % at about step 30 here
+
+
+def test_overfit_one_batch(small):
+  """The small model with cross-entropy reaches 100% training accuracy on 8 clips."""
+  model, variables, apply, _ = small
+  clips = clips_of((8, 3, 16, 16, 3), seed=6)
+  labels = jnp.arange(8) % 4
+  params = variables["params"]
+  tx = optax.adam(1e-2)
+  opt_state = tx.init(params)
+
+  @jax.jit
+  def step(params, opt_state, key):
+    def loss_fn(p):
+      logits = model.apply({"params": p}, clips, train=True, rngs={"dropout": key}).logits
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    grads = jax.grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  key = jax.random.key(0, impl="rbg")
+  for i in range(OVERFIT_STEPS):
+    params, opt_state = step(params, opt_state, jax.random.fold_in(key, i))
+  logits = apply({"params": params}, clips).logits
+  assert float(jnp.mean(jnp.argmax(logits, -1) == labels)) == 1.0
