@@ -108,10 +108,12 @@ def test_class_motion_sits_in_its_face_region():
   """Surprise (AU1+2) moves the brows only; repression (AU14/15/17) the mouth and chin only."""
   settings = generator.validate_settings(small_config(amplitude_px=2.0, image_size=48, **QUIET))
   plans = generator.plan_clips(settings)
-  for emotion, upper_share in (("surprise", lambda u: u > 0.95), ("repression", lambda u: u < 0.05)):
+  checks = (("surprise", lambda u: u > 0.95), ("repression", lambda u: u < 0.05))
+  for emotion, upper_share in checks:
     for plan in [p for p in plans if p.expression.emotion == emotion]:
       identity = generator.identity_of(settings, plan.subject)
-      onset, apex = generator.render_clip(identity, plan, settings, [0, plan.apex_index]).astype(float)
+      onset, apex = generator.render_clip(identity, plan, settings,
+                                          [0, plan.apex_index]).astype(float)
       energy = np.abs(apex - onset).sum(axis=(1, 2))
       nose_row = int(identity.nose[0] * 48)
       assert energy.sum() > 0 and upper_share(energy[:nose_row].sum() / energy.sum())

@@ -63,7 +63,8 @@ def parse_action_units(code: str) -> dict[int, str]:
   for part in str(code).split("+"):
     match = re.fullmatch(r"\s*([LR]?)(\d+)\s*", part)
     if not match:
-      raise ValueError(f"action unit code {code!r}: cannot parse {part!r} (expected e.g. '4', 'L10')")
+      raise ValueError(f"action unit code {code!r}: cannot parse {part!r} "
+                       f"(expected e.g. '4', 'L10')")
     out[int(match.group(2))] = match.group(1)
   return out
 
@@ -83,7 +84,8 @@ def sample_expression(rng: np.random.Generator, emotion: str) -> Expression:
   side = ""
   if rng.uniform() < UNILATERAL_PROBABILITY and not set(aus) & set(_MIDLINE_AUS):
     side = "LR"[rng.integers(2)]
-  weights = {au: (float(w) * (side != "R"), float(w) * (side != "L")) for au, w in zip(aus, strengths)}
+  weights = {au: (float(w) * (side != "R"), float(w) * (side != "L"))
+             for au, w in zip(aus, strengths)}
   code = "+".join(f"{side}{au}" for au in aus)
   return Expression(emotion, code, weights)
 

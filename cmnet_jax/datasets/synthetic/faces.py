@@ -70,7 +70,8 @@ def make_identity(rng: np.random.Generator) -> Identity:
   cx, cy = 0.5 + u(-0.015, 0.015), 0.54 + u(-0.015, 0.015)
   fw, fh = u(0.35, 0.41), u(0.43, 0.49)
   ew = u(0.065, 0.085)
-  eye = np.array([cy - fh * u(0.2, 0.28), fw * u(0.42, 0.5), ew, ew * u(0.38, 0.5), ew * u(0.4, 0.5)])
+  eye = np.array([cy - fh * u(0.2, 0.28), fw * u(0.42, 0.5), ew, ew * u(0.38, 0.5),
+                  ew * u(0.4, 0.5)])
   brow = np.array([u(0.035, 0.055), ew * u(1.1, 1.4), u(0.012, 0.022), u(2.0, 6.0), u(-0.15, 0.15)])
   ny = cy + fh * u(0.12, 0.2)
   nose = np.array([ny, u(0.035, 0.05), u(0.010, 0.015)])
@@ -181,12 +182,11 @@ def render_face(identity: Identity, x: np.ndarray, y: np.ndarray, *, image_size:
   gap, blen, bthick, arch, tilt = map(float, identity.brow)
   ny, nd, nr = map(float, identity.nose)
   my, mw, up, lo, smile = map(float, identity.mouth)
-  chin, skin, hair, dark = float(identity.chin_y), f32(identity.skin), f32(identity.hair), None
+  chin, skin, hair = float(identity.chin_y), f32(identity.skin), f32(identity.hair)
   dark = skin * np.float32(0.55)
   x, y, blink = np.broadcast_arrays(f32(x), f32(y), f32(blink))
   p = _Painter(x, y, blink, e)
   p.img[...] = f32(identity.background) * (1.0 + 0.25 * (0.5 - y))[..., None]
-  everywhere = (-np.inf, np.inf, -np.inf, np.inf)
   hy = cy - 0.12
   p.paint((cx - 1.12 * fw, cx + 1.12 * fw, hy - 0.95 * fh, hy + 0.95 * fh),
           lambda x, y, _: _ellipse(x, y, cx, hy, fw * 1.12, fh * 0.95, e), hair)
@@ -195,7 +195,8 @@ def render_face(identity: Identity, x: np.ndarray, y: np.ndarray, *, image_size:
 
   def skin_colour(x, y):
     dx, dy = x - cx, y - cy
-    shade = 1.0 + strength * (lx * dx + ly * dy) / fw - 0.25 * ((dx / fw) ** 2 + (dy / fh) ** 2) ** 2
+    shade = (1.0 + strength * (lx * dx + ly * dy) / fw
+             - 0.25 * ((dx / fw) ** 2 + (dy / fh) ** 2) ** 2)
     for fx, fy, phase, amp in waves:
       shade += amp * np.sin((2 * np.pi * fx) * x + (2 * np.pi * fy) * y + phase)
     return skin * shade[..., None]
@@ -210,7 +211,8 @@ def render_face(identity: Identity, x: np.ndarray, y: np.ndarray, *, image_size:
     brow = lambda xx, ecx=ecx, by=by, s=s: by + arch * (xx - ecx) ** 2 + s * tilt * 0.3 * (xx - ecx)
     reach = abs(tilt) * 0.3 * blen + bthick
     p.paint((ecx - blen, ecx + blen, by - reach, by + arch * blen ** 2 + reach),
-            lambda x, y, _, brow=brow, ecx=ecx: _stroke(x, y, ecx - blen, ecx + blen, brow, bthick, e),
+            lambda x, y, _, brow=brow, ecx=ecx: _stroke(x, y, ecx - blen, ecx + blen, brow,
+                                                        bthick, e),
             hair, 0.9)
     # Eye: visible between the upper lid (which drops as the eye blinks) and the lower lid.
     def lid(x, closure, ecx=ecx):
@@ -222,7 +224,8 @@ def render_face(identity: Identity, x: np.ndarray, y: np.ndarray, *, image_size:
 
     eye_box = (ecx - ew, ecx + ew, ey - eh, ey + eh)
     p.paint(eye_box, opening, (0.92, 0.9, 0.88))
-    p.paint(eye_box, lambda x, y, c, o=opening, ecx=ecx: o(x, y, c) * _ellipse(x, y, ecx, ey, ir, ir, e),
+    p.paint(eye_box, lambda x, y, c, o=opening, ecx=ecx: o(x, y, c) * _ellipse(
+        x, y, ecx, ey, ir, ir, e),
             identity.iris)
     p.paint(eye_box, lambda x, y, c, o=opening, ecx=ecx: o(x, y, c) * _ellipse(
         x, y, ecx, ey, 0.4 * ir, 0.4 * ir, e), (0.03, 0.03, 0.03))

@@ -129,7 +129,8 @@ def plan_clips(settings: Mapping[str, Any]) -> list[ClipPlan]:
       brightness = 1.0 + settings["illumination_drift"] * rng.uniform(-1.0, 1.0) * ramp
       blink = np.zeros(length)
       if rng.uniform() < settings["blink_probability"]:
-        centre, width, depth = rng.uniform(0, length - 1), rng.uniform(1.5, 5.0), rng.uniform(0.6, 1.0)
+        centre = rng.uniform(0, length - 1)
+        width, depth = rng.uniform(1.5, 5.0), rng.uniform(0.6, 1.0)
         blink = depth * np.exp(-0.5 * ((np.arange(length) - centre) / width) ** 2)
       noise_seed = int(rng.integers(2 ** 31))
       expression = expressions.sample_expression(_rng(seed, _EXPRESSION, s, slot), emotion)

@@ -1,4 +1,4 @@
-"""TFDS builders for the licensed micro-expression databases (manual download) and the synthetic set.
+"""TFDS builders for the licensed micro-expression databases (manual download) and synthetic set.
 
 Each database must be requested from its owners and unpacked by the user into the manual folder
 (`<data_dir>/downloads/manual/` unless `download_config.manual_dir` says otherwise), laid out as
@@ -132,7 +132,8 @@ class Synthetic(MerBuilder):
   @staticmethod
   def settings_hash(synthetic_config: Mapping[str, Any]) -> str:
     settings = synthetic.validate_settings(synthetic_config)
-    text = json.dumps({"settings": settings, "version": synthetic.GENERATOR_VERSION}, sort_keys=True)
+    text = json.dumps({"settings": settings, "version": synthetic.GENERATOR_VERSION},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
   @classmethod
