@@ -5,7 +5,7 @@ import numpy as np
 import optax
 import pytest
 
-from cmnet_jax.models import CMNet, build, prepare_inputs
+from cmnet_jax.models import CMNet, build, load_pretrained, load_resnet18_npz, prepare_inputs
 from configs.common import model_config
 
 
@@ -234,3 +234,84 @@ def test_overfit_one_batch(small):
     params, opt_state = step(params, opt_state, jax.random.fold_in(key, i))
   logits = apply({"params": params}, clips).logits
   assert float(jnp.mean(jnp.argmax(logits, -1) == labels)) == 1.0
+
+
+def torchvision_resnet18_state(widths, seed=0):
+  """A fake torchvision ResNet-18 state_dict (names and shapes of torchvision.models.resnet18)."""
+  gen = np.random.default_rng(seed)
+  arr = lambda *shape: gen.standard_normal(shape).astype(np.float32)  # noqa: E731
+
+  def bn(prefix, c):
+    return {f"{prefix}.weight": arr(c), f"{prefix}.bias": arr(c), f"{prefix}.running_mean": arr(c),
+            f"{prefix}.running_var": arr(c) ** 2, f"{prefix}.num_batches_tracked": np.array(7)}
+
+  state = {"conv1.weight": arr(widths[0], 3, 7, 7), **bn("bn1", widths[0])}
+  c_in = widths[0]
+  for layer, w in enumerate(widths, start=1):
+    for block in range(2):
+      p = f"layer{layer}.{block}"
+      state[f"{p}.conv1.weight"] = arr(w, c_in if block == 0 else w, 3, 3)
+      state.update(bn(f"{p}.bn1", w))
+      state[f"{p}.conv2.weight"] = arr(w, w, 3, 3)
+      state.update(bn(f"{p}.bn2", w))
+      if block == 0 and layer > 1:
+        state[f"{p}.downsample.0.weight"] = arr(w, c_in, 1, 1)
+        state.update(bn(f"{p}.downsample.1", w))
+    c_in = w
+  state["fc.weight"], state["fc.bias"] = arr(10, widths[-1]), arr(10)
+  return state
+
+
+def test_load_resnet18_npz(resnet, tmp_path):
+  model, variables, apply, clips = resnet
+  state = torchvision_resnet18_state((4, 4, 8, 8))
+  np.savez(tmp_path / "r18.npz", **state)
+  params = load_resnet18_npz(variables["params"], tmp_path / "r18.npz", into="ice")
+  ice, ffe = params["ice"], params["ffe"]
+  np.testing.assert_array_equal(ice["conv1"]["kernel"], state["conv1.weight"].transpose(2, 3, 1, 0))
+  np.testing.assert_array_equal(ice["norm1"]["scale"], state["bn1.weight"])
+  np.testing.assert_array_equal(ice["layer3_1"]["conv2"]["kernel"],
+                                state["layer3.1.conv2.weight"].transpose(2, 3, 1, 0))
+  np.testing.assert_array_equal(ice["layer2_0"]["downsample_conv"]["kernel"][0, 0],
+                                state["layer2.0.downsample.0.weight"][:, :, 0, 0].T)
+  np.testing.assert_array_equal(ice["layer4_0"]["downsample_norm"]["bias"],
+                                state["layer4.0.downsample.1.bias"])
+  # FFE and the heads are untouched; the loaded params still run.
+  same = jax.tree.map(np.array_equal, ffe, dict(variables["params"]["ffe"]))
+  assert all(jax.tree.leaves(same))
+  assert np.isfinite(np.asarray(apply({"params": params}, clips).logits)).all()
+
+
+def test_load_pretrained_follows_config(small, tmp_path):
+  """'both' input mode: conv1's 3 pretrained input channels repeat for raw and difference."""
+  model = build(tiny_config("resnet18", "both"), num_classes=3)
+  params = random_variables(model, clips_of((1, 2, 16, 16, 3)))["params"]
+  cfg = tiny_config("resnet18", "both")
+  assert load_pretrained(params, cfg) is params  # '' = random init, untouched
+  state = torchvision_resnet18_state((4, 4, 8, 8), seed=1)
+  np.savez(tmp_path / "r18.npz", **state)
+  cfg.pretrained_npz, cfg.pretrained_into = str(tmp_path / "r18.npz"), "both"
+  loaded = load_pretrained(params, cfg)
+  k = state["conv1.weight"].transpose(2, 3, 1, 0)
+  for part in ("ice", "ffe"):
+    np.testing.assert_array_equal(loaded[part]["conv1"]["kernel"], np.concatenate([k, k], axis=2))
+  with pytest.raises(ValueError, match="not a ResNet18"):
+    load_resnet18_npz(small[1]["params"], tmp_path / "r18.npz", into="ice")
+
+
+def test_load_resnet18_npz_errors(resnet, tmp_path):
+  _, variables, _, _ = resnet
+  state = torchvision_resnet18_state((4, 4, 8, 8))
+  missing = {k: v for k, v in state.items() if k != "layer2.0.downsample.1.weight"}
+  np.savez(tmp_path / "missing.npz", **missing)
+  with pytest.raises(ValueError, match=r"missing\.npz.*layer2\.0\.downsample\.1\.weight"):
+    load_resnet18_npz(variables["params"], tmp_path / "missing.npz", into="both")
+  wrong = dict(state, **{"layer3.0.conv1.weight": np.zeros((8, 4, 5, 5), np.float32)})
+  np.savez(tmp_path / "wrong.npz", **wrong)
+  with pytest.raises(ValueError, match=r"layer3\.0\.conv1\.weight.*\(8, 4, 5, 5\).*\(8, 4, 3, 3\)"):
+    load_resnet18_npz(variables["params"], tmp_path / "wrong.npz", into="ffe")
+  (tmp_path / "junk.npz").write_bytes(b"not an npz")
+  with pytest.raises(ValueError, match=r"junk\.npz"):
+    load_resnet18_npz(variables["params"], tmp_path / "junk.npz", into="ice")
+  with pytest.raises(ValueError, match="pretrained_into"):
+    load_resnet18_npz(variables["params"], tmp_path / "wrong.npz", into="all")

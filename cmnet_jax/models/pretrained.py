@@ -108,7 +108,7 @@ def load_resnet18_npz(params: Mapping[str, Any], path: str | os.PathLike, *,
     raise ValueError(f"{file}: cannot read as .npz ({e})") from e
   out = _unflatten(_flatten(params))
   for part in parts:
-    if part not in out or "conv1" not in out[part]:
+    if part not in out or "layer1_0" not in out[part]:
       raise ValueError(f"params[{part!r}] is not a ResNet18 encoder (model.encoder must be "
                        "'resnet18' to load pretrained weights)")
     flat = _flatten(out[part])
