@@ -45,9 +45,11 @@ def validate_settings(config: Mapping[str, Any]) -> dict[str, Any]:
   Raises:
     KeyError / ValueError naming the key and what was expected.
 
-  >>> from configs import common
-  >>> validate_settings(common.synthetic_config())['num_subjects']
-  8
+  >>> s = dict(seed=0, num_subjects=2, clips_per_class=1, image_size=32, min_frames=6,
+  ...          max_frames=9, amplitude_px=1, head_jitter_px=0.1, illumination_drift=0.03,
+  ...          noise_sigma=0.01, blink_probability=0.2, jpeg_quality=95)
+  >>> validate_settings(s)['amplitude_px']
+  1.0
   """
   out = {}
   for key, (kind, check, expected) in SETTINGS.items():
