@@ -15,13 +15,13 @@ NUM_DRAWS = 20000
 
 @pytest.mark.parametrize("strategy", ["all", "uniform", "difference"])
 def test_counts_never_the_anchor(strategy):
-  d = jax.random.uniform(jax.random.key(0), (3, 9, 9))
+  d = np.random.default_rng(0).uniform(size=(2, 9, 9)).astype(np.float32)  # doctest's shape
   mask = np.asarray(sample_negatives(jax.random.key(1), d, strategy=strategy, num_negatives=4))
-  assert mask.shape == (3, 9, 9) and mask.dtype == bool
+  assert mask.shape == (2, 9, 9) and mask.dtype == bool
   assert not mask[:, np.arange(9), np.arange(9)].any()
   np.testing.assert_array_equal(mask.sum(-1), 8 if strategy == "all" else 4)
   few = sample_negatives(jax.random.key(1), d[:, :4, :4], strategy=strategy, num_negatives=4)
-  np.testing.assert_array_equal(few, np.broadcast_to(~np.eye(4, dtype=bool), (3, 4, 4)))
+  np.testing.assert_array_equal(few, np.broadcast_to(~np.eye(4, dtype=bool), (2, 4, 4)))
 
 
 def _plackett_luce_inclusion(probabilities, k):
@@ -55,15 +55,16 @@ def test_difference_frequencies_match_softmax(k):
 
 
 def test_uniform_frequencies_and_jit_equals_eager():
-  d = np.zeros((NUM_DRAWS, 7, 7), np.float32)
+  d = np.zeros((NUM_DRAWS, 6, 6), np.float32)
   frequency = np.asarray(sample_negatives(jax.random.key(2), d, strategy="uniform",
-                                          num_negatives=2)).mean(0)
-  off = ~np.eye(7, dtype=bool)
-  expected = 2 / 6  # tolerance: 5 binomial standard errors
+                                          num_negatives=3)).mean(0)
+  off = ~np.eye(6, dtype=bool)
+  expected = 3 / 5  # tolerance: 5 binomial standard errors
   np.testing.assert_array_less(np.abs(frequency[off] - expected),
                                5 * np.sqrt(expected * (1 - expected) / NUM_DRAWS))
-  f = lambda key, x: sample_negatives(key, x, strategy="difference", num_negatives=2)
-  np.testing.assert_array_equal(jax.jit(f)(jax.random.key(3), d[:4]), f(jax.random.key(3), d[:4]))
+  f = lambda key, x: sample_negatives(key, x, strategy="difference", num_negatives=4)
+  x = np.random.default_rng(1).uniform(size=(2, 9, 9)).astype(np.float32)
+  np.testing.assert_array_equal(jax.jit(f)(jax.random.key(3), x), f(jax.random.key(3), x))
 
 
 def _reference_loss(anchors, positives, frames, mask, temperature, valid):
@@ -120,8 +121,8 @@ def test_id_masks_equal_slicing_jit_vmap_and_gradients():
   # float32 central differences (eps 1e-2) on the shapes compiled above.
   g = lambda a, p: intensity_distillation_loss(a, p, a, mask, temperature=0.5, where=valid).sum()
   check_grads(g, (anchors, positives), order=1, modes=["rev"], eps=1e-2, atol=1e-2, rtol=1e-2)
-  zero = np.zeros_like(anchors)
-  assert np.isfinite(jax.grad(lambda a: f(a, positives, a, mask).sum())(zero)).all()
+  zero = np.zeros_like(anchors)  # zero-norm embeddings: the norm floor keeps gradients finite
+  assert all(np.isfinite(g_).all() for g_ in jax.grad(g, argnums=(0, 1))(zero, zero))
 
 
 def test_bad_input_raises():

@@ -78,6 +78,9 @@ def test_jit_vmap_and_gradients():
                                     apex_index=c)
   eager = f(s, v, apex)
   np.testing.assert_allclose(jax.jit(f)(s, v, apex), eager, rtol=1e-6)
+  chunked = wilcoxon_loss(s, v, margin=MARGIN, temperature=0.3, segments="split",
+                          apex_index=apex, chunk_size=3)
+  np.testing.assert_allclose(chunked, eager, rtol=1e-5, atol=1e-7)
   stacked = jax.vmap(f)(jnp.stack([s, s + 1]), jnp.stack([v, v]), jnp.stack([apex, apex]))
   np.testing.assert_allclose(stacked[0], eager, rtol=1e-6)
   np.testing.assert_allclose(stacked[1], f(s + 1, v, apex), rtol=1e-6)
