@@ -20,7 +20,8 @@ grayscale is ITU-R 601 luma; blur sigma is uniform in [lo, hi] with reflect padd
 >>> import jax, jax.numpy as jnp
 >>> from configs.common import augment_config
 >>> clips = jnp.full((2, 3, 16, 16, 3), 128, jnp.uint8)
->>> views = jax.eval_shape(positive_views, jax.random.key(0), clips, augment_config())
+>>> cfg = augment_config()
+>>> views = jax.eval_shape(lambda k, x: positive_views(k, x, cfg), jax.random.key(0), clips)
 >>> views.shape, views.dtype  # drop eval_shape to compute the views
 ((2, 3, 16, 16, 3), dtype('float32'))
 >>> x = jnp.array([[[0.2, 0.4, 0.6]]])
