@@ -26,7 +26,7 @@ grayscale is ITU-R 601 luma; blur sigma is uniform in [lo, hi] with reflect padd
 ((2, 3, 16, 16, 3), dtype('float32'))
 >>> x = jnp.array([[[0.2, 0.4, 0.6]]])
 >>> [round(float(v), 3) for v in adjust_saturation(x, 0.0)[0, 0]]  # fully desaturated: luma
-[0.359, 0.359, 0.359]
+[0.363, 0.363, 0.363]
 """
 from __future__ import annotations
 
