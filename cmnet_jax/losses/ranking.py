@@ -146,7 +146,7 @@ def wilcoxon_rank_sum(
   for a > 0). With `standardize=False` kappa is in the units of the inputs: scale it with them.
   At `temperature=0` (a Python number) the comparison is the exact step (1/2 at ties) computed by
   sorting, and the result equals `scipy.stats.ranksums` (ties included) up to float rounding.
-  As kappa -> 0 the smooth statistic converges to it.
+  As kappa -> 0 the smooth statistic converges to it. Valid inputs must be finite.
 
   Near z = 0, |z| is smoothed (`ABS_SMOOTHING`) when kappa > 0, so d p / d z is defined (0 there).
   In float32, erfc underflows to p = 0 (with a zero gradient, never NaN) for |z| > ~13.
