@@ -195,7 +195,8 @@ def color_jitter(rng: jax.Array, images: jax.Array, *, brightness: float, contra
     return x
   u = jax.random.uniform(rng, (8,))  # one draw: 3 factors, the hue shift, the order
   factors = jnp.stack([_factor(u[0], brightness, "brightness"),
-                       _factor(u[1], contrast, "contrast"), _factor(u[2], saturation, "saturation")])
+                       _factor(u[1], contrast, "contrast"),
+                       _factor(u[2], saturation, "saturation")])
   order = jnp.argsort(u[4:])  # a uniform permutation: 0 brightness, 1 contrast, 2 saturation, 3 hue
   hue_at = jnp.argmax(order == 3)
 
@@ -277,7 +278,14 @@ def _check_clips(clips: jax.Array) -> jax.Array:
 def positive_views(rng: jax.Array, clips: jax.Array, augment_config: Any) -> jax.Array:
   """ID-loss positives: `[batch, time, h, w, 3]` -> same shape, float32; per-frame draws of
   ColorJitter(brightness, contrast, saturation, hue), RandomGrayscale(grayscale_p),
-  GaussianBlur(blur_kernel, blur_sigma)."""
+  GaussianBlur(blur_kernel, blur_sigma).
+
+  With `model.input_mode` 'onset_difference' or 'both', give the intensity branch a matched
+  onset reference, so the difference it sees is not just two unrelated colour draws:
+  `refs = positive_views(rng, jnp.broadcast_to(clips[:, :1], clips.shape), cfg)` (same rng, so
+  every view and its reference share one draw), then
+  `model.apply(v, views, reference=refs, method='intensity_branch')`.
+  """
   c = _read(augment_config, ("brightness", "contrast", "saturation", "hue", "grayscale_p",
                              "blur_kernel", "blur_sigma"))
   x = _check_clips(clips)
@@ -290,7 +298,7 @@ def positive_views(rng: jax.Array, clips: jax.Array, augment_config: Any) -> jax
     frame = random_grayscale(k2, frame, p=c["grayscale_p"])
     return gaussian_blur(k3, frame, kernel_size=c["blur_kernel"], sigma=tuple(c["blur_sigma"]))
 
-  keys = jax.random.split(rng, b * t).reshape((b, t) + jax.random.split(rng, 1).shape[1:])
+  keys = jax.random.split(rng, (b, t))
   return jax.vmap(jax.vmap(one))(keys, x)
 
 

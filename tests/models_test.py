@@ -1,4 +1,4 @@
-"""Tests for cmnet_jax.models: shapes, LSTM/heads vs NumPy, time folding, vmap over folds, overfit."""
+"""Tests for cmnet_jax.models: shapes, heads/LSTM vs NumPy, time folding, vmap, overfit, npz."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,9 +34,7 @@ def clips_of(shape, seed=0):
 @pytest.mark.parametrize("encoder,b,t,h,w,mode,dtype", [
     ("small_cnn", 1, 1, 16, 16, "raw", "float32"),
     ("small_cnn", 3, 5, 17, 23, "both", "bfloat16"),
-    ("small_cnn", 2, 9, 32, 32, "onset_difference", "float32"),
-    ("resnet18", 1, 1, 16, 16, "onset_difference", "bfloat16"),
-    ("resnet18", 3, 5, 17, 23, "both", "float32"),
+    ("resnet18", 2, 9, 17, 23, "onset_difference", "bfloat16"),
 ])
 def test_output_shapes_and_dtypes(encoder, b, t, h, w, mode, dtype):
   model = build(tiny_config(encoder, mode, dtype), num_classes=4)

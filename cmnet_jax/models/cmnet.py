@@ -81,8 +81,8 @@ def prepare_inputs(clips: jax.Array, input_mode: str,
   if input_mode == "raw":
     return raw
   ref = x[:, :1] if reference is None else to_unit_float(reference)
-  if reference is not None and (ref.ndim != 5 or ref.shape[0] != x.shape[0]
-                                or ref.shape[1] not in (1, x.shape[1]) or ref.shape[2:] != x.shape[2:]):
+  if reference is not None and (ref.ndim != 5 or ref.shape[0] != x.shape[0] or ref.shape[2:]
+                                != x.shape[2:] or ref.shape[1] not in (1, x.shape[1])):
     raise ValueError(f"reference: expected [batch, time or 1, height, width, 3] matching clips "
                      f"{tuple(x.shape)}, got {tuple(ref.shape)}")
   diff = DIFFERENCE_SCALE * (x - ref)
