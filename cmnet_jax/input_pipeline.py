@@ -12,9 +12,11 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Optional
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -85,11 +87,12 @@ def _cache_key(config: ml_collections.ConfigDict) -> str:
 def load(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> ClipData:
   """Reads (or generates), samples and decodes every clip; cached per data config."""
   workdir = Path(workdir)
-  index, root = load_index(config, workdir)
-  if hasattr(index, "report"):
-    index.report()
-  folds = datasets.loso_folds(index)
   cache = workdir / "data" / f"clips-{_cache_key(config)}.npz"
+  if jax.process_index() != 0:
+    _wait_for(cache)  # process 0 generates/decodes; the others must not race it
+  index, root = load_index(config, workdir)
+  index.print_report()
+  folds = datasets.loso_folds(index)
   if cache.exists():
     arrays = dict(np.load(cache))
   else:
@@ -111,6 +114,14 @@ def load(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> ClipD
       eval_frames=arrays["eval_frames"], eval_apex=arrays["eval_apex"],
       train_frames=arrays["train_frames"], train_apex=arrays["train_apex"],
       true_intensity=arrays.get("true_intensity"))
+
+
+def _wait_for(path: Path, timeout_s: float = 3600.0) -> None:
+  deadline = time.monotonic() + timeout_s
+  while not path.exists():
+    if time.monotonic() > deadline:
+      raise TimeoutError(f"{path} never appeared: process 0 should have written it")
+    time.sleep(1.0)
 
 
 def _decode(index, config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:

@@ -39,10 +39,21 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> None:
-  """Starts multi-host JAX when the config or the environment asks for it (pods, multi-node)."""
-  if config.train.distributed or os.environ.get("CMNET_DISTRIBUTED") == "1":
-    if not jax.distributed.is_initialized():
-      jax.distributed.initialize()
+  """Starts multi-host JAX when `train.distributed` or CMNET_DISTRIBUTED=1 asks for it.
+
+  On TPU pods and managed clusters `jax.distributed.initialize()` finds its peers by itself.
+  Elsewhere set JAX_COORDINATOR_ADDRESS (host:port of process 0), CMNET_NUM_PROCESSES and
+  CMNET_PROCESS_ID in every process.
+  """
+  if not (config.train.distributed or os.environ.get("CMNET_DISTRIBUTED") == "1"):
+    return
+  if jax.distributed.is_initialized():
+    return
+  kwargs = {}
+  if "CMNET_NUM_PROCESSES" in os.environ:
+    kwargs = {"num_processes": int(os.environ["CMNET_NUM_PROCESSES"]),
+              "process_id": int(os.environ["CMNET_PROCESS_ID"])}
+  jax.distributed.initialize(**kwargs)
 
 
 def _fold_arrays(data: input_pipeline.ClipData, fold_ids: np.ndarray) -> ts.FoldData:
@@ -131,17 +142,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                           for slot, fid in enumerate(fold_ids)])
     fold_data = parallel.shard_folds(layout, _fold_arrays(data, fold_ids))
     state = init_fn(parallel.shard_folds(layout, fold_rngs))
-    store = checkpoint.CheckpointStore(
+    # Multi-process runs resume at fold-group granularity (finished groups are skipped): Orbax
+    # cannot save each process's own, process-local fold arrays (see cmnet_jax.checkpoint).
+    store = (checkpoint.CheckpointStore(
         workdir / "checkpoints" / f"group{group:03d}_process{layout.process_index:03d}",
-        keep=tc.checkpoints_to_keep)
+        keep=tc.checkpoints_to_keep) if checkpoint.is_supported() else None)
     history, oracle, start_epoch = {}, [], 0
-    restored = store.restore_latest(parallel.unshard(state))
+    restored = store.restore_latest(parallel.unshard(state)) if store else None
     if restored is not None:
       start_epoch, host_state, extra = restored
       state = parallel.shard_folds(layout, host_state)
       history = {k: [np.asarray(v) for v in vs] for k, vs in extra["history"].items()}
       oracle = [(e, np.asarray(p)) for e, p in extra["oracle"]]
-    if evaluate_only and start_epoch != tc.num_epochs:
+    if evaluate_only and (store is None or start_epoch != tc.num_epochs):
       raise checkpoint.CheckpointError(
           f"{store.directory}: the latest checkpoint is at epoch {start_epoch} of "
           f"{tc.num_epochs}; training has not finished (run --mode=train to resume it)")
@@ -156,7 +169,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         logits, _ = parallel.unshard(eval_fn(state.params, fold_data, device_data))
         oracle.append((epoch + 1, logits.argmax(-1)))
       done = epoch + 1 == tc.num_epochs
-      if done or (epoch + 1) % tc.checkpoint_every_epochs == 0:
+      if store and (done or (epoch + 1) % tc.checkpoint_every_epochs == 0):
         store.save(epoch + 1, parallel.unshard(state), {
             "history": {k: [v.tolist() for v in vs] for k, vs in history.items()},
             "oracle": [(e, p.tolist()) for e, p in oracle]})
@@ -167,7 +180,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                            logits=logits, intensities=intensities,
                            history={k: np.stack(v, 1) for k, v in history.items()},
                            oracle=oracle)
-    store.close()
+    if store:
+      store.close()
   progress.close()
   if layout.process_index != 0:
     return {}
