@@ -89,6 +89,15 @@ def _check_finite(metrics: dict[str, np.ndarray], fold_ids: np.ndarray, data, ep
           "checkpoint is kept in the workdir")
 
 
+def _load_pretrained(state: ts.TrainState, config: ml_collections.ConfigDict) -> ts.TrainState:
+  """Host state `[slots, ...]` with the configured ResNet-18 weights in every fold's encoders
+  (the rest keeps its per-fold initialisation; AdamW's moments start at zero either way)."""
+  slots = jax.tree.leaves(state.params)[0].shape[0]
+  loaded = [models.load_pretrained(jax.tree.map(lambda x, s=s: x[s], state.params), config.model)
+            for s in range(slots)]
+  return state.replace(params=jax.tree.map(lambda *xs: np.stack(xs), *loaded))
+
+
 def _validate(config: ml_collections.ConfigDict, data: input_pipeline.ClipData) -> None:
   smallest = min(len(f.train_ids) for f in data.folds)
   if config.train.batch_size > smallest:
@@ -142,6 +151,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                           for slot, fid in enumerate(fold_ids)])
     fold_data = parallel.shard_folds(layout, _fold_arrays(data, fold_ids))
     state = init_fn(parallel.shard_folds(layout, fold_rngs))
+    if config.model.pretrained_npz:
+      state = parallel.shard_folds(layout, _load_pretrained(parallel.unshard(state), config))
     # Multi-process runs resume at fold-group granularity (finished groups are skipped): Orbax
     # cannot save each process's own, process-local fold arrays (see cmnet_jax.checkpoint).
     store = (checkpoint.CheckpointStore(

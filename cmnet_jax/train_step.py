@@ -117,10 +117,11 @@ def make_loss_fn(model, config: ml_collections.ConfigDict) -> Callable:
       mean, std = jax.vmap(lambda a: losses.intensity_prototype(
           num_frames, a, epsilon=lc.prototype_epsilon, sigma_floor=lc.prototype_sigma_floor))(apex)
       draws = losses.sample_prototype(k_proto, mean[:, None], std[:, None],
-                                      (clips.shape[0], lc.w_num_prototype_samples, num_frames))
+                                      (clips.shape[0], lc.w_draws_per_frame, num_frames))
       terms["wilcoxon"] = losses.wilcoxon_loss(
           out.intensities.astype(jnp.float32), draws, margin=lc.w_margin,
-          temperature=lc.w_temperature, segments=lc.w_segments, apex_index=apex)
+          temperature=lc.w_temperature, segments=lc.w_segments, apex_index=apex,
+          chunk_size=lc.w_chunk_size or None)
     total, logs = objective(terms)
     return total, (logs, out.logits)
 

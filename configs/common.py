@@ -59,7 +59,8 @@ def loss_config() -> ml_collections.ConfigDict:
   c.w_margin = 0.05
   c.w_temperature = 0.1             # smooth-rank temperature (inputs standardised)
   c.w_segments = "whole"            # 'whole' | 'split'
-  c.w_num_prototype_samples = 9     # prototype draws per clip (defaults to T)
+  c.w_draws_per_frame = 1           # prototype draws per frame position (R); T * R per clip
+  c.w_chunk_size = 0                # 0 = pairwise O(T^2) form; e.g. 128 for long clips
   c.prototype_epsilon = 0.1
   c.prototype_sigma_floor = 0.01
   c.label_smoothing = 0.0

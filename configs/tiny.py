@@ -23,7 +23,6 @@ def get_config(arg: str = ""):
   c.model.norm_groups = 4
   c.augment.crop_padding = 1
   c.augment.blur_kernel = 3
-  c.loss.w_num_prototype_samples = 5
   c.train.num_epochs = 2
   c.train.steps_per_epoch = 2
   c.train.batch_size = 4

@@ -180,3 +180,32 @@ def test_other_config_in_workdir_is_refused(reference):
   workdir, _ = reference
   with pytest.raises(train.RunError, match="different config"):
     _run(workdir, **{"train.seed": 5})
+
+
+def test_eval_mode_reproduces_the_final_predictions(reference, tmp_path):
+  workdir, _ = reference
+  before = (workdir / "predictions.txt").read_text()
+  (workdir / "predictions.txt").unlink()
+  train.train_and_evaluate(tiny.get_config(), workdir, evaluate_only=True)
+  assert (workdir / "predictions.txt").read_text() == before
+
+
+def test_predict_ensemble_and_one_fold(reference, tmp_path, capsys):
+  from cmnet_jax import cli
+  from cmnet_jax import predict
+  workdir, _ = reference
+  clip = sorted((workdir / "data" / "synthetic" / "Cropped" / "sub01").iterdir())[0]
+  out = predict.predict(workdir, str(clip), out_png=tmp_path / "curve.png")
+  probs = np.array(list(out["probabilities"].values()))
+  assert len(probs) == 5 and abs(probs.sum() - 1) < 1e-5 and (probs >= 0).all()
+  assert out["folds"] == ["sub01", "sub02", "sub03"] and (tmp_path / "curve.png").is_file()
+  # The guessed apex is the sampled frame that differs most from the first one.
+  frames, apex, numbers = predict.read_clip(str(clip), onset=None, apex=None, offset=None,
+                                            num_frames=5, image_size=16)
+  assert numbers[0] == min(numbers) and apex == 2
+  one = predict.predict(workdir, str(clip), fold="sub02", out_png=tmp_path / "c2.png")
+  assert one["folds"] == ["sub02"]
+  config = tiny.get_config()
+  assert cli.run("predict", config, workdir, frames=str(clip)) == 0
+  assert "predicted:" in capsys.readouterr().out
+  assert cli.run("predict", config, workdir, frames=str(clip), fold="nobody") == 1
