@@ -45,8 +45,8 @@ def load_fold_params(workdir: Path, config: ml_collections.ConfigDict):
   fold_params = {}
   for group_file in sorted((workdir / "folds").glob("group*_process*.npz")):
     fold_ids = np.load(group_file)["fold_ids"]
-    template = jax.vmap(lambda r: ts.init_state(model, tx, r, sample))(
-        jax.random.split(jax.random.PRNGKey(0), len(fold_ids)))
+    template = jax.eval_shape(jax.vmap(lambda r: ts.init_state(model, tx, r, sample)),
+                              jax.random.split(jax.random.PRNGKey(0), len(fold_ids)))
     store = checkpoint.CheckpointStore(workdir / "checkpoints" / group_file.stem)
     restored = store.restore_latest(template)
     store.close()

@@ -132,8 +132,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   tx = ts.make_optimizer(config.optim, tc.num_epochs * tc.steps_per_epoch)
   device_data = parallel.replicate(layout, data.device_data())
   sample = np.zeros((1,) + data.eval_frames.shape[1:], np.uint8)
-  init_fn = parallel.fold_parallel(lambda rng: ts.init_state(model, tx, rng, sample), layout,
-                                   fold_args=(0,))
   epoch_fn = parallel.fold_parallel(ts.make_train_epoch(model, tx, config), layout,
                                     fold_args=(0, 1), donate=(0,))
   eval_fn = parallel.fold_parallel(ts.make_eval(model), layout, fold_args=(0, 1))
@@ -150,9 +148,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                                                         len(data.folds) + slot))
                           for slot, fid in enumerate(fold_ids)])
     fold_data = parallel.shard_folds(layout, _fold_arrays(data, fold_ids))
-    state = init_fn(parallel.shard_folds(layout, fold_rngs))
+    host_state = ts.init_fold_states(model, tx, fold_rngs, sample)
     if config.model.pretrained_npz:
-      state = parallel.shard_folds(layout, _load_pretrained(parallel.unshard(state), config))
+      host_state = _load_pretrained(host_state, config)
+    state = parallel.shard_folds(layout, host_state)
     # Multi-process runs resume at fold-group granularity (finished groups are skipped): Orbax
     # cannot save each process's own, process-local fold arrays (see cmnet_jax.checkpoint).
     store = (checkpoint.CheckpointStore(

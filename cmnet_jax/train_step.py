@@ -15,6 +15,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from cmnet_jax import augment
@@ -76,6 +77,20 @@ def init_state(model, tx, rng: jnp.ndarray, sample_clips: jnp.ndarray) -> TrainS
   params = variables["params"]
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                     rng=state_rng)
+
+
+def init_fold_states(model, tx, fold_rngs, sample_clips) -> TrainState:
+  """Initial states of several folds, stacked on a leading fold axis, as host NumPy arrays.
+
+  Each fold is initialised by one jitted, un-vmapped `init_state` call (compiled once). We do not
+  vmap the initialisation over folds: the LSTM's orthogonal initialiser is a QR factorisation, and
+  jaxlib 0.10.2's batched CPU QR kernel (`ParallelBatchMap` on XLA's intra-op pool) deadlocks
+  when several batched QRs run at once on a small pool (seen on 2 cores: every thread idle,
+  forever). Initialisation is a negligible cost, and fold i's state depends only on its rng.
+  """
+  init = jax.jit(lambda rng: init_state(model, tx, rng, sample_clips))
+  states = [jax.device_get(init(rng)) for rng in np.asarray(fold_rngs)]
+  return jax.tree.map(lambda *xs: np.stack(xs), *states)
 
 
 def frame_differences(clips: jnp.ndarray) -> jnp.ndarray:

@@ -15,16 +15,19 @@ def model_config(scale: str = "small") -> ml_collections.ConfigDict:
     c.feature_dim = 512              # FFE output size f_t (= extend output size)
     c.embedding_dim = 128            # ICE projection used by the ID loss
     c.lstm_hidden = 128
+    c.pool_grid = 1                  # torchvision's global average pool
   else:
     c.encoder = "small_cnn"
     c.widths = (16, 32, 64)
     c.feature_dim = 64
     c.embedding_dim = 64
     c.lstm_hidden = 64
+    c.pool_grid = 4                  # 4x4 grid: keeps which face region moved (see encoders._Head)
   c.norm_groups = 8                  # GroupNorm groups (no cross-fold statistics)
   c.dropout = 0.2                    # before the classifier
   c.input_mode = "onset_difference"  # 'raw' | 'onset_difference' | 'both'
   c.dtype = "float32"                # compute dtype: 'float32' | 'bfloat16'
+  c.conv_impl = "auto"               # 'auto' (im2col on CPU, XLA conv on GPU/TPU) | 'xla' | 'im2col'
   c.pretrained_npz = ""              # torchvision-named ResNet-18 .npz; '' = random init
   c.pretrained_into = "both"         # 'ice' | 'ffe' | 'both'
   return c

@@ -26,15 +26,15 @@ from typing import Any
 import jax.numpy as jnp
 
 from cmnet_jax.models.cmnet import CMNet, CMNetOutput, INPUT_MODES, prepare_inputs
-from cmnet_jax.models.encoders import ENCODERS, ResNet18, SmallCNN
+from cmnet_jax.models.encoders import CONV_IMPLS, ENCODERS, ResNet18, SmallCNN, im2col_conv
 from cmnet_jax.models.pretrained import load_pretrained, load_resnet18_npz
 
-__all__ = ["CMNet", "CMNetOutput", "ResNet18", "SmallCNN", "build", "load_pretrained",
+__all__ = ["CMNet", "CMNetOutput", "ResNet18", "SmallCNN", "build", "im2col_conv", "load_pretrained",
            "load_resnet18_npz", "prepare_inputs"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 _KEYS = ("encoder", "widths", "feature_dim", "embedding_dim", "lstm_hidden", "norm_groups",
-         "dropout", "input_mode", "dtype", "pretrained_npz", "pretrained_into")
+         "dropout", "input_mode", "dtype", "conv_impl", "pool_grid", "pretrained_npz", "pretrained_into")
 
 
 def _read(model_config: Any) -> dict[str, Any]:
@@ -64,6 +64,10 @@ def build(model_config: Any, num_classes: int) -> CMNet:
     raise ValueError(f"model.input_mode: expected one of {INPUT_MODES}, got {c['input_mode']!r}")
   if c["dtype"] not in DTYPES:
     raise ValueError(f"model.dtype: expected one of {sorted(DTYPES)}, got {c['dtype']!r}")
+  if int(c["pool_grid"]) < 1:
+    raise ValueError(f"model.pool_grid: expected >= 1, got {c['pool_grid']}")
+  if c["conv_impl"] not in CONV_IMPLS:
+    raise ValueError(f"model.conv_impl: expected one of {CONV_IMPLS}, got {c['conv_impl']!r}")
   if c["pretrained_into"] not in ("ice", "ffe", "both"):
     raise ValueError("model.pretrained_into: expected 'ice', 'ffe' or 'both', got "
                      f"{c['pretrained_into']!r}")
@@ -82,4 +86,5 @@ def build(model_config: Any, num_classes: int) -> CMNet:
   return CMNet(num_classes=num_classes, encoder=c["encoder"], widths=widths,
                feature_dim=c["feature_dim"], embedding_dim=c["embedding_dim"],
                lstm_hidden=c["lstm_hidden"], norm_groups=c["norm_groups"], dropout=c["dropout"],
-               input_mode=c["input_mode"], dtype=DTYPES[c["dtype"]])
+               input_mode=c["input_mode"], dtype=DTYPES[c["dtype"]],
+               conv_impl=c["conv_impl"], pool_grid=int(c["pool_grid"]))

@@ -105,6 +105,10 @@ class CMNet(nn.Module):
     dropout: dropout rate on v, before the classifier.
     input_mode: 'raw' | 'onset_difference' | 'both' (see `prepare_inputs`).
     dtype: compute dtype of convolutions, Dense layers and the LSTM; params stay float32.
+    conv_impl: how convolutions run: 'auto' (im2col on CPU, XLA's convolution elsewhere),
+      'xla' or 'im2col' (see `encoders.im2col_conv`). The parameters are the same either way.
+    pool_grid: the encoders' head pools to this grid before its projection (1 = global average
+      pool; >1 keeps where on the face features fire).
   """
   num_classes: int
   encoder: str
@@ -116,11 +120,15 @@ class CMNet(nn.Module):
   dropout: float
   input_mode: str
   dtype: Any = jnp.float32
+  conv_impl: str = "auto"
+  pool_grid: int = 1
 
   def setup(self):
     enc = ENCODERS[self.encoder]
-    self.ice = enc(tuple(self.widths), self.feature_dim, self.norm_groups, self.dtype)
-    self.ffe = enc(tuple(self.widths), self.feature_dim, self.norm_groups, self.dtype)
+    self.ice = enc(tuple(self.widths), self.feature_dim, self.norm_groups, self.dtype,
+                   self.conv_impl, self.pool_grid)
+    self.ffe = enc(tuple(self.widths), self.feature_dim, self.norm_groups, self.dtype,
+                   self.conv_impl, self.pool_grid)
     self.squeeze = nn.Dense(1, dtype=self.dtype)
     self.extend = nn.Dense(self.feature_dim, dtype=self.dtype, bias_init=nn.initializers.ones)
     self.projection_hidden = nn.Dense(self.feature_dim, dtype=self.dtype)

@@ -1,0 +1,257 @@
+"""LOSO training speed: fold-parallel (one pmap/vmap program) vs a sequential per-fold loop.
+
+    python -m benchmarks.training --out docs/benchmarks_training.md          # ~15 min on 2 cores
+    python -m benchmarks.training --quick                                     # smoke run
+
+Runs unchanged on CPU, GPU and TPU (it uses whatever `jax.devices()` returns; the device kind is
+printed next to every figure). Everything is measured in this one process, so ratios compare like
+with like on a shared, noisy machine. What is measured, per configuration:
+
+1. **Fold-parallel vs sequential.** The same compiled one-fold training epoch (`lax.scan` over
+   the configuration's steps, the full CMNet objective) lifted in two ways:
+   *fold-parallel* = every fold in one program (`parallel.fold_parallel`: pmap over the local
+   devices, vmap over the folds each holds); *sequential* = the one-fold program called once per
+   fold, one after another (what PyTorch MER code does). Wall time per LOSO epoch after
+   compilation (median of `--repeats`), and the ratio.
+2. **Throughput and utilisation.** Training clips/s; achieved FLOP/s = XLA's cost analysis of the
+   compiled epoch divided by its wall time; divided by this machine's dense float32 matmul FLOP/s
+   (a jitted 2048x2048 matmul, measured here) = the utilisation ratio.
+3. **Compile time** of each program, **peak host memory** (ru_maxrss) of this process, and how
+   the fold-parallel epoch time grows with the number of folds and with T.
+
+Inputs are random uint8 clips of the configured size (speed does not depend on the pixels).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import resource
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cmnet_jax import models, parallel
+from cmnet_jax import train_step as ts
+from configs import common
+
+
+def default_config(quick: bool):
+  """The synthetic default (configs/synthetic.py), with few steps per epoch."""
+  from configs import synthetic
+  c = synthetic.get_config()
+  with c.unlocked():
+    c.train.steps_per_epoch = 2 if quick else 5
+  return c
+
+
+def paper_config(quick: bool):
+  """Paper-scale model (ResNet-18 encoders, 112x112), few steps, small batch."""
+  c = common.base_config("casme2", "paper")
+  c.data.image_size = 64 if quick else 112
+  c.train.batch_size = 2 if quick else 4
+  c.train.steps_per_epoch = 1 if quick else 2
+  return c
+
+
+def make_inputs(config, num_folds: int, num_clips: int, rng: np.random.Generator):
+  t, s = config.data.num_frames, config.data.image_size
+  copies = config.data.train_jitter_copies
+  device_data = ts.DeviceData(
+      train_frames=rng.integers(0, 256, (num_clips, copies, t, s, s, 3), dtype=np.uint8),
+      train_apex=np.full((num_clips, copies), t // 2, np.int32),
+      eval_frames=rng.integers(0, 256, (num_clips, t, s, s, 3), dtype=np.uint8),
+      eval_apex=np.full((num_clips,), t // 2, np.int32),
+      labels=rng.integers(0, 5, (num_clips,)).astype(np.int32))
+  subjects = np.arange(num_clips) % num_folds
+  weights = np.stack([(subjects != f) / np.sum(subjects != f) for f in range(num_folds)])
+  max_test = max(int(np.sum(subjects == f)) for f in range(num_folds))
+  test_ids = np.zeros((num_folds, max_test), np.int32)
+  test_mask = np.zeros((num_folds, max_test), bool)
+  for f in range(num_folds):
+    ids = np.flatnonzero(subjects == f)
+    test_ids[f, :len(ids)], test_mask[f, :len(ids)] = ids, True
+  return device_data, ts.FoldData(weights.astype(np.float32), test_ids, test_mask)
+
+
+def timed(fn, *args, repeats: int):
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times)
+
+
+def matmul_flops_per_s(repeats: int = 5) -> float:
+  n = 2048
+  a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  jax.block_until_ready(f(a))
+  return 2 * n ** 3 / timed(f, a, repeats=repeats)
+
+
+class Run:
+  """One configuration's fold-parallel and sequential programs on the same inputs."""
+
+  def __init__(self, config, num_folds: int, num_clips: int):
+    self.config, self.num_folds = config, num_folds
+    self.model = models.build(config.model, 5)
+    self.tx = ts.make_optimizer(config.optim, 10 * config.train.steps_per_epoch)
+    self.epoch = ts.make_train_epoch(self.model, self.tx, config)
+    self.data, self.folds = make_inputs(config, num_folds, num_clips, np.random.default_rng(0))
+    s, t = config.data.image_size, config.data.num_frames
+    self.sample = np.zeros((1, t, s, s, 3), np.uint8)
+    rngs = np.stack([np.asarray(jax.random.fold_in(jax.random.PRNGKey(0), f))
+                     for f in range(num_folds)])
+    self.states = ts.init_fold_states(self.model, self.tx, rngs, self.sample)
+
+  def fold_parallel(self, repeats: int) -> dict:
+    layout = parallel.make_layout(self.num_folds)
+    fn = parallel.fold_parallel(self.epoch, layout, fold_args=(0, 1))
+    state = parallel.shard_folds(layout, self.states)
+    folds = parallel.shard_folds(layout, self.folds)
+    data = parallel.replicate(layout, self.data)
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(state, folds, data))  # compile + first run
+    first = time.perf_counter() - t0
+    per_epoch = timed(fn, state, folds, data, repeats=repeats)
+    # XLA's count for the per-device program (vmap over that device's folds) x devices.
+    one_device = jax.jit(jax.vmap(self.epoch, in_axes=(0, 0, None))).lower(
+        jax.tree.map(lambda x: x[:layout.folds_per_device], self.states),
+        jax.tree.map(lambda x: x[:layout.folds_per_device], self.folds), self.data).compile()
+    flops = _flops(one_device) * len(layout.devices)
+    useful = flops * self.num_folds / layout.num_slots  # padded slots do no useful work
+    return dict(epoch_s=per_epoch, compile_s=max(first - per_epoch, 0.0), flops=useful,
+                devices=len(layout.devices), folds_per_device=layout.folds_per_device)
+
+  def sequential(self, repeats: int) -> dict:
+    fn = jax.jit(self.epoch)
+    one = lambda f: (jax.tree.map(lambda x: x[f], self.states),  # noqa: E731
+                     jax.tree.map(lambda x: x[f], self.folds))
+    data = jax.device_put(self.data)
+    args = [one(f) for f in range(self.num_folds)]
+    t0 = time.perf_counter()
+    lowered = fn.lower(*args[0], data).compile()
+    compile_s = time.perf_counter() - t0
+
+    def loop():
+      return [lowered(s, f, data) for s, f in args]
+
+    jax.block_until_ready(loop())
+    return dict(epoch_s=timed(loop, repeats=repeats), compile_s=compile_s,
+                flops=_flops(lowered) * self.num_folds)
+
+
+def _flops(compiled) -> float:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0]
+  return float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+
+def conv_rows(quick: bool, repeats: int) -> list[str]:
+  """Gradient of one 3x3 conv layer (16 -> 32 channels, 32x32) both ways, 1 fold and vmapped."""
+  from cmnet_jax.models.encoders import im2col_conv
+  folds, n = (2, 8) if quick else (8, 36)
+  dn = ("NHWC", "HWIO", "NHWC")
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(folds, n, 32, 32, 16)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(folds, 3, 3, 16, 32)) * 0.1, jnp.float32)
+  impls = {"xla": jax.lax.conv_general_dilated, "im2col": im2col_conv}
+  rows, times = [], {}
+  for name, conv in impls.items():
+    f = lambda x, w, conv=conv: conv(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dn)  # noqa: E731
+    loss = lambda x, w, f=f: jnp.sum(f(x, w) ** 2)  # noqa: E731
+    one = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    many = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1))))
+    jax.block_until_ready(one(x[0], w[0]))
+    jax.block_until_ready(many(x, w))
+    times[name] = (timed(one, x[0], w[0], repeats=repeats), timed(many, x, w, repeats=repeats))
+  for i, label in enumerate(("1 fold", f"{folds} folds, vmapped (per-fold kernels)")):
+    xla, mine = times["xla"][i], times["im2col"][i]
+    rows.append(f"| {label} | {n} | {xla * 1e3:.1f} | {mine * 1e3:.1f} | **{xla / mine:.1f}x** |")
+  return rows
+
+
+def peak_rss_mib() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--out", default="", help="also write the markdown tables here")
+  ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+  ap.add_argument("--repeats", type=int, default=3)
+  args = ap.parse_args()
+  q = args.quick
+  dev = jax.devices()[0]
+  kind = f"{dev.platform}: {dev.device_kind} x{len(jax.devices())}"
+  peak = matmul_flops_per_s()
+  lines = [
+      "# LOSO training speed: fold-parallel vs sequential", "",
+      f"Device: **{kind}** ({platform.processor() or platform.machine()}, "
+      f"{__import__('os').cpu_count()} host cores), jax {jax.__version__}. "
+      f"Dense float32 matmul (2048x2048, jitted): **{peak / 1e9:.1f} GFLOP/s**. "
+      f"Command: `python -m benchmarks.training{' --quick' if q else ''}`. "
+      f"Times are medians of {args.repeats} runs after compilation.", ""]
+
+  lines += ["## 0. Convolution: XLA's op vs im2col (`model.conv_impl`)", "",
+            "Gradient (input and kernel) of one 3x3 convolution, 16 -> 32 channels, 32x32 frames.",
+            "", "| case | frames per fold | xla ms | im2col ms | im2col speed-up |",
+            "|---|---|---|---|---|"]
+  lines += conv_rows(q, args.repeats)
+  print("\n".join(lines[-2:]), flush=True)
+  lines += ["", "## 1-2. One LOSO epoch: fold-parallel vs sequential", "",
+            "| configuration | folds | steps/epoch | batch/fold | fold-parallel s/epoch | "
+            "sequential s/epoch | speed-up | clips/s (parallel) | GFLOP/s (parallel) | "
+            "utilisation (parallel) | utilisation (sequential) | compile s (parallel / sequential) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  cases = [("synthetic default (small_cnn, 64x64)", default_config(q), 4 if q else 8),
+           ("paper scale (ResNet-18, %dx%d)" % ((64, 64) if q else (112, 112)), paper_config(q),
+            2 if q else 4)]
+  for name, config, folds in cases:
+    run = Run(config, folds, num_clips=folds * (4 if q else 20))
+    par, seq = run.fold_parallel(args.repeats), run.sequential(args.repeats)
+    steps, batch = config.train.steps_per_epoch, config.train.batch_size
+    clips = folds * steps * batch
+    lines.append(
+        f"| {name} | {folds} | {steps} | {batch} | {par['epoch_s']:.2f} | {seq['epoch_s']:.2f} | "
+        f"**{seq['epoch_s'] / par['epoch_s']:.2f}x** | {clips / par['epoch_s']:.1f} | "
+        f"{par['flops'] / par['epoch_s'] / 1e9:.1f} | "
+        f"{par['flops'] / par['epoch_s'] / peak:.1%} | {seq['flops'] / seq['epoch_s'] / peak:.1%} | "
+        f"{par['compile_s']:.0f} / {seq['compile_s']:.0f} |")
+    print("\n".join(lines[-1:]), flush=True)
+
+  lines += ["", "## 3. Scaling of the fold-parallel epoch (synthetic default model)", "",
+            "| folds | T | s/epoch | s per fold-epoch | compile s |", "|---|---|---|---|---|"]
+  fold_counts = (1, 4) if q else (1, 4, 13, 26)
+  for folds in fold_counts:
+    config = default_config(q)
+    run = Run(config, folds, num_clips=max(folds, 2) * (2 if q else 6))
+    par = run.fold_parallel(args.repeats)
+    lines.append(f"| {folds} | {config.data.num_frames} | {par['epoch_s']:.2f} | "
+                 f"{par['epoch_s'] / folds:.2f} | {par['compile_s']:.0f} |")
+    print(lines[-1], flush=True)
+  for t in ((5, 9) if q else (5, 9, 17)):
+    config = default_config(q)
+    config.data.num_frames = t
+    run = Run(config, 4, num_clips=4 * (2 if q else 6))
+    par = run.fold_parallel(args.repeats)
+    lines.append(f"| 4 | {t} | {par['epoch_s']:.2f} | {par['epoch_s'] / 4:.2f} | "
+                 f"{par['compile_s']:.0f} |")
+    print(lines[-1], flush=True)
+  lines += ["", f"Peak host memory of this benchmark process: {peak_rss_mib():.0f} MiB "
+            "(ru_maxrss; the default run's own peak is in docs/benchmarks.md).", ""]
+  text = "\n".join(lines)
+  print(text)
+  if args.out:
+    with open(args.out, "w") as f:
+      f.write(text)
+
+
+if __name__ == "__main__":
+  main()
