@@ -13,8 +13,17 @@ import os
 import sys
 from pathlib import Path
 
+# On a CPU, expose 8 host devices (before JAX starts) so that LOSO folds run as independent
+# per-device programs: on the 2-core development machine that is 1.38x faster than vmapping all
+# folds on one device and than a sequential loop (docs/benchmarks.md). Only the CPU backend is
+# affected; set XLA_FLAGS yourself to choose another count.
+CPU_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+if CPU_DEVICES_FLAG not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {CPU_DEVICES_FLAG}=8".strip()
+
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -34,7 +43,7 @@ _FOLD = flags.DEFINE_string("fold", None, "predict: use only this held-out subje
 
 
 def default_workdir() -> Path:
-  config_arg = flags.FLAGS["config"].value or "configs/synthetic.py"
+  config_arg = config_flags.get_config_filename(flags.FLAGS["config"])  # e.g. 'configs/x.py:quick'
   name, _, variant = Path(config_arg).name.partition(":")
   name = Path(name).stem + (f"_{variant}" if variant else "")
   return Path("runs") / name
@@ -43,6 +52,8 @@ def default_workdir() -> Path:
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; --verbosity=0 shows them
   sys.path.insert(0, str(Path(__file__).parent))
   from cmnet_jax import cli  # pylint: disable=g-import-not-at-top
   workdir = Path(_WORKDIR.value) if _WORKDIR.value else default_workdir()

@@ -24,7 +24,6 @@ Inputs are random uint8 clips of the configured size (speed does not depend on t
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import resource
 import statistics
@@ -49,11 +48,11 @@ def default_config(quick: bool):
 
 
 def paper_config(quick: bool):
-  """Paper-scale model (ResNet-18 encoders, 112x112), few steps, small batch."""
+  """Paper-scale model (ResNet-18 encoders, 112x112), one step, small batch."""
   c = common.base_config("casme2", "paper")
   c.data.image_size = 64 if quick else 112
-  c.train.batch_size = 2 if quick else 4
-  c.train.steps_per_epoch = 1 if quick else 2
+  c.train.batch_size = 2
+  c.train.steps_per_epoch = 1
   return c
 
 
@@ -66,7 +65,7 @@ def make_inputs(config, num_folds: int, num_clips: int, rng: np.random.Generator
       eval_frames=rng.integers(0, 256, (num_clips, t, s, s, 3), dtype=np.uint8),
       eval_apex=np.full((num_clips,), t // 2, np.int32),
       labels=rng.integers(0, 5, (num_clips,)).astype(np.int32))
-  subjects = np.arange(num_clips) % num_folds
+  subjects = np.arange(num_clips) % (num_folds + 1)  # subject F is never held out
   weights = np.stack([(subjects != f) / np.sum(subjects != f) for f in range(num_folds)])
   max_test = max(int(np.sum(subjects == f)) for f in range(num_folds))
   test_ids = np.zeros((num_folds, max_test), np.int32)
@@ -97,11 +96,13 @@ def matmul_flops_per_s(repeats: int = 5) -> float:
 class Run:
   """One configuration's fold-parallel and sequential programs on the same inputs."""
 
-  def __init__(self, config, num_folds: int, num_clips: int):
+  def __init__(self, config, num_folds: int):
     self.config, self.num_folds = config, num_folds
     self.model = models.build(config.model, 5)
     self.tx = ts.make_optimizer(config.optim, 10 * config.train.steps_per_epoch)
     self.epoch = ts.make_train_epoch(self.model, self.tx, config)
+    # Every fold trains on F >= batch clips (F+1 subjects of batch-size clips each).
+    num_clips = (num_folds + 1) * config.train.batch_size
     self.data, self.folds = make_inputs(config, num_folds, num_clips, np.random.default_rng(0))
     s, t = config.data.image_size, config.data.num_frames
     self.sample = np.zeros((1, t, s, s, 3), np.uint8)
@@ -119,13 +120,7 @@ class Run:
     jax.block_until_ready(fn(state, folds, data))  # compile + first run
     first = time.perf_counter() - t0
     per_epoch = timed(fn, state, folds, data, repeats=repeats)
-    # XLA's count for the per-device program (vmap over that device's folds) x devices.
-    one_device = jax.jit(jax.vmap(self.epoch, in_axes=(0, 0, None))).lower(
-        jax.tree.map(lambda x: x[:layout.folds_per_device], self.states),
-        jax.tree.map(lambda x: x[:layout.folds_per_device], self.folds), self.data).compile()
-    flops = _flops(one_device) * len(layout.devices)
-    useful = flops * self.num_folds / layout.num_slots  # padded slots do no useful work
-    return dict(epoch_s=per_epoch, compile_s=max(first - per_epoch, 0.0), flops=useful,
+    return dict(epoch_s=per_epoch, compile_s=max(first - per_epoch, 0.0),
                 devices=len(layout.devices), folds_per_device=layout.folds_per_device)
 
   def sequential(self, repeats: int) -> dict:
@@ -186,6 +181,8 @@ def main():
   ap.add_argument("--out", default="", help="also write the markdown tables here")
   ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
   ap.add_argument("--repeats", type=int, default=3)
+  ap.add_argument("--sections", default="conv,loso,paper,scaling",
+                  help="comma-separated subset of conv, loso (synthetic default), paper, scaling")
   args = ap.parse_args()
   q = args.quick
   dev = jax.devices()[0]
@@ -203,19 +200,26 @@ def main():
             "Gradient (input and kernel) of one 3x3 convolution, 16 -> 32 channels, 32x32 frames.",
             "", "| case | frames per fold | xla ms | im2col ms | im2col speed-up |",
             "|---|---|---|---|---|"]
-  lines += conv_rows(q, args.repeats)
+  sections = set(args.sections.split(","))
+  if "conv" in sections:
+    lines += conv_rows(q, args.repeats)
   print("\n".join(lines[-2:]), flush=True)
   lines += ["", "## 1-2. One LOSO epoch: fold-parallel vs sequential", "",
             "| configuration | folds | steps/epoch | batch/fold | fold-parallel s/epoch | "
             "sequential s/epoch | speed-up | clips/s (parallel) | GFLOP/s (parallel) | "
             "utilisation (parallel) | utilisation (sequential) | compile s (parallel / sequential) |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-  cases = [("synthetic default (small_cnn, 64x64)", default_config(q), 4 if q else 8),
-           ("paper scale (ResNet-18, %dx%d)" % ((64, 64) if q else (112, 112)), paper_config(q),
-            2 if q else 4)]
+  cases = [("synthetic default (small_cnn", default_config(q), 4 if q else 8),
+           ("paper scale (ResNet-18", paper_config(q), 2)]
   for name, config, folds in cases:
-    run = Run(config, folds, num_clips=folds * (4 if q else 20))
+    if ("loso" if name.startswith("synthetic") else "paper") not in sections:
+      continue
+    name += f", {config.data.image_size}x{config.data.image_size}, T={config.data.num_frames})"
+    run = Run(config, folds)
     par, seq = run.fold_parallel(args.repeats), run.sequential(args.repeats)
+    # Useful work is the same either way (vmap adds no FLOPs): XLA's count for one fold's
+    # compiled epoch x folds (padded slots, if any, are not counted).
+    par["flops"] = seq["flops"]
     steps, batch = config.train.steps_per_epoch, config.train.batch_size
     clips = folds * steps * batch
     lines.append(
@@ -227,20 +231,20 @@ def main():
     print("\n".join(lines[-1:]), flush=True)
 
   lines += ["", "## 3. Scaling of the fold-parallel epoch (synthetic default model)", "",
-            "| folds | T | s/epoch | s per fold-epoch | compile s |", "|---|---|---|---|---|"]
-  fold_counts = (1, 4) if q else (1, 4, 13, 26)
+            "| folds | T | s/epoch (2 steps) | s per fold-epoch | compile s |", "|---|---|---|---|---|"]
+  fold_counts = () if "scaling" not in sections else (1, 4) if q else (1, 4, 13, 26)
   for folds in fold_counts:
-    config = default_config(q)
-    run = Run(config, folds, num_clips=max(folds, 2) * (2 if q else 6))
-    par = run.fold_parallel(args.repeats)
+    config = default_config(True)  # 2 steps per epoch
+    run = Run(config, folds)
+    par = run.fold_parallel(1)
     lines.append(f"| {folds} | {config.data.num_frames} | {par['epoch_s']:.2f} | "
                  f"{par['epoch_s'] / folds:.2f} | {par['compile_s']:.0f} |")
     print(lines[-1], flush=True)
-  for t in ((5, 9) if q else (5, 9, 17)):
-    config = default_config(q)
+  for t in () if "scaling" not in sections else (5, 9) if q else (5, 9, 17):
+    config = default_config(True)
     config.data.num_frames = t
-    run = Run(config, 4, num_clips=4 * (2 if q else 6))
-    par = run.fold_parallel(args.repeats)
+    run = Run(config, 4)
+    par = run.fold_parallel(1)
     lines.append(f"| 4 | {t} | {par['epoch_s']:.2f} | {par['epoch_s'] / 4:.2f} | "
                  f"{par['compile_s']:.0f} |")
     print(lines[-1], flush=True)

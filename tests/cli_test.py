@@ -39,3 +39,14 @@ def test_empty_root_config_key_is_named(tmp_path):
 def test_predict_needs_frames(tmp_path):
   r = _run("--mode=predict", f"--workdir={tmp_path}")
   assert r.returncode == 2 and "--frames" in r.stderr
+
+
+def test_default_workdir_follows_config_and_variant():
+  code = ("import sys, run; from absl import flags; flags.FLAGS(sys.argv); "
+          "print(run.default_workdir())")
+  for args, expected in [((), "runs/synthetic"), (("--config=configs/casme2.py:quick",),
+                                                   "runs/casme2_quick")]:
+    r = subprocess.run([sys.executable, "-c", code, "run.py", *args], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == expected

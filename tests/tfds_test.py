@@ -164,3 +164,22 @@ def test_mock_data_gives_examples_of_the_declared_features():
 def test_unknown_class_scheme_is_rejected():
   with pytest.raises(ValueError, match="unknown class scheme"):
     mer_tfds.Casme2(num_frames=T, classes="9class").info
+
+
+def test_prepare_mode_builds_the_configured_database(tmp_path):
+  """`run.py --mode=prepare` path: config -> TFDS directory that reads back as the reader sees it."""
+  from configs import casme2
+  root = write_tree("casme2", tmp_path / "CASME2")
+  config = casme2.get_config("quick")
+  with config.unlocked():
+    config.data.root, config.data.num_frames, config.data.image_size = str(root), T, SIZE
+  path = mer_tfds.prepare(config, tmp_path / "run")
+  assert path.startswith(str(tmp_path / "run" / "tfds"))
+  got = mer_tfds.read_numpy(tfds.builder_from_directory(path).as_data_source()["train"])
+  index = datasets.load_index("casme2", root)
+  assert sorted(got["clip_id"]) == sorted(r.clip_id for r in index.clips)
+  assert got["frames"].shape[1:] == (T, SIZE, SIZE, 3)
+  with config.unlocked():
+    config.data.root = ""
+  with pytest.raises(ValueError, match="data.root"):
+    mer_tfds.prepare(config, tmp_path / "run2")

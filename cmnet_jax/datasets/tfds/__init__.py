@@ -19,5 +19,35 @@ from cmnet_jax.datasets.tfds.builders import Casme2, Casme3, Megc2019, Samm, Smi
 BUILDERS = {"casme2": Casme2, "samm": Samm, "smic": Smic, "casme3": Casme3,
             "megc2019": Megc2019, "synthetic": Synthetic}
 
+
+
+def prepare(config, workdir) -> str:
+  """`run.py --mode=prepare`: builds the TFDS (array_record) version of `config.data`'s database.
+
+  Writes under `<workdir>/tfds`; the unpacked database is `config.data.root` (the synthetic set is
+  generated there instead). Returns the prepared dataset's directory, which
+  `tfds.builder_from_directory(path).as_data_source()` reads back without TensorFlow.
+  """
+  import os  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  d = config.data
+  if d.name not in BUILDERS:
+    raise ValueError(f"data.name: expected one of {sorted(BUILDERS)}, got {d.name!r}")
+  kwargs = dict(num_frames=int(d.num_frames), image_size=int(d.image_size),
+                classes=d.classes or None, data_dir=os.path.join(os.fspath(workdir), "tfds"),
+                file_format="array_record")
+  if d.name == "synthetic":
+    builder = Synthetic(synthetic_config=config.synthetic, **kwargs)
+    builder.download_and_prepare()
+  else:
+    if not d.root:
+      raise ValueError(f"data.root is empty: set --config.data.root to the unpacked {d.name} "
+                       "folder")
+    builder = BUILDERS[d.name](annotation=d.annotation or None, **kwargs)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(d.root)))
+  return os.fspath(builder.data_dir)
+
+
 __all__ = ["BUILDERS", "Casme2", "Casme3", "Megc2019", "MerBuilder", "MerConfig", "Samm", "Smic",
-           "Synthetic", "mer_config", "read_numpy"]
+           "Synthetic", "mer_config", "prepare", "read_numpy"]

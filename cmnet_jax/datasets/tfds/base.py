@@ -59,7 +59,9 @@ class MerBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   DEFAULT_CLASSES = ""
 
   def __init__(self, *, num_frames: int | None = None, image_size: int | None = None,
-               classes: str | None = None, config: Any = None, **kwargs: Any):
+               classes: str | None = None, config: Any = None, annotation: str | None = None,
+               **kwargs: Any):
+    self._annotation = annotation or None  # annotation file if not at its known place
     if (num_frames, image_size, classes) != (None, None, None):
       if config is not None:
         raise ValueError(f"{self.name}: give either config= or num_frames/image_size/classes")
@@ -100,7 +102,8 @@ class MerBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = self._source_root(dl_manager)
-    index = index_lib.load_index(self.DATABASE, root, classes=self.builder_config.classes or None)
+    index = index_lib.load_index(self.DATABASE, root, classes=self.builder_config.classes or None,
+                                 **({"annotation": self._annotation} if self._annotation else {}))
     index.print_report()
     if not index.clips:
       raise index_lib.DatasetError(f"{self.name}: no usable clip under {root!r}\n{index.report()}")
