@@ -108,7 +108,7 @@ class Run:
     self.sample = np.zeros((1, t, s, s, 3), np.uint8)
     rngs = np.stack([np.asarray(jax.random.fold_in(jax.random.PRNGKey(0), f))
                      for f in range(num_folds)])
-    self.states = ts.init_fold_states(self.model, self.tx, rngs, self.sample)
+    self.states = ts.init_fold_states(ts.make_init(self.model, self.tx, self.sample), rngs)
 
   def fold_parallel(self, repeats: int) -> dict:
     layout = parallel.make_layout(self.num_folds)

@@ -132,6 +132,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   tx = ts.make_optimizer(config.optim, tc.num_epochs * tc.steps_per_epoch)
   device_data = parallel.replicate(layout, data.device_data())
   sample = np.zeros((1,) + data.eval_frames.shape[1:], np.uint8)
+  init_one = ts.make_init(model, tx, sample)
   epoch_fn = parallel.fold_parallel(ts.make_train_epoch(model, tx, config), layout,
                                     fold_args=(0, 1), donate=(0,))
   eval_fn = parallel.fold_parallel(ts.make_eval(model), layout, fold_args=(0, 1))
@@ -148,7 +149,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                                                         len(data.folds) + slot))
                           for slot, fid in enumerate(fold_ids)])
     fold_data = parallel.shard_folds(layout, _fold_arrays(data, fold_ids))
-    host_state = ts.init_fold_states(model, tx, fold_rngs, sample)
+    host_state = ts.init_fold_states(init_one, fold_rngs)
     if config.model.pretrained_npz:
       host_state = _load_pretrained(host_state, config)
     state = parallel.shard_folds(layout, host_state)

@@ -79,17 +79,21 @@ def init_state(model, tx, rng: jnp.ndarray, sample_clips: jnp.ndarray) -> TrainS
                     rng=state_rng)
 
 
-def init_fold_states(model, tx, fold_rngs, sample_clips) -> TrainState:
+def make_init(model, tx, sample_clips) -> Callable[[jnp.ndarray], TrainState]:
+  """One fold's jitted `init_state(rng)`; build it once per run and pass it to `init_fold_states`."""
+  return jax.jit(lambda rng: init_state(model, tx, rng, sample_clips))
+
+
+def init_fold_states(init_one: Callable[[jnp.ndarray], TrainState], fold_rngs) -> TrainState:
   """Initial states of several folds, stacked on a leading fold axis, as host NumPy arrays.
 
-  Each fold is initialised by one jitted, un-vmapped `init_state` call (compiled once). We do not
+  `init_one` is `make_init(...)`: each fold is initialised by one un-vmapped call. We do not
   vmap the initialisation over folds: the LSTM's orthogonal initialiser is a QR factorisation, and
   jaxlib 0.10.2's batched CPU QR kernel (`ParallelBatchMap` on XLA's intra-op pool) deadlocks
   when several batched QRs run at once on a small pool (seen on 2 cores: every thread idle,
   forever). Initialisation is a negligible cost, and fold i's state depends only on its rng.
   """
-  init = jax.jit(lambda rng: init_state(model, tx, rng, sample_clips))
-  states = [jax.device_get(init(rng)) for rng in np.asarray(fold_rngs)]
+  states = [jax.device_get(init_one(rng)) for rng in np.asarray(fold_rngs)]
   return jax.tree.map(lambda *xs: np.stack(xs), *states)
 
 

@@ -9,7 +9,7 @@ LOSO accuracy / UF1 / UAR (chance is 0.2). Finishes within 10 minutes on 2 CPU c
 Why these values (measured; docs/results.md): faces are rendered at 64x64 with a 2 px apex
 displacement and the network sees them at 32x32 (so about 1 px of motion), narrow encoders
 (8, 16, 32) with a 4x4 pooling grid, 400 steps per fold at learning rate 3e-3. At 1 px rendered
-amplitude, or with 150 steps, the same network stays at chance within this time budget.
+amplitude, or with 150 steps, the same network stays at or near chance in this time budget.
 """
 from configs import common
 

@@ -29,12 +29,13 @@ from cmnet_jax.models.cmnet import CMNet, CMNetOutput, INPUT_MODES, prepare_inpu
 from cmnet_jax.models.encoders import CONV_IMPLS, ENCODERS, ResNet18, SmallCNN, im2col_conv
 from cmnet_jax.models.pretrained import load_pretrained, load_resnet18_npz
 
-__all__ = ["CMNet", "CMNetOutput", "ResNet18", "SmallCNN", "build", "im2col_conv", "load_pretrained",
-           "load_resnet18_npz", "prepare_inputs"]
+__all__ = ["CMNet", "CMNetOutput", "ResNet18", "SmallCNN", "build", "im2col_conv",
+           "load_pretrained", "load_resnet18_npz", "prepare_inputs"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 _KEYS = ("encoder", "widths", "feature_dim", "embedding_dim", "lstm_hidden", "norm_groups",
-         "dropout", "input_mode", "dtype", "conv_impl", "pool_grid", "pretrained_npz", "pretrained_into")
+         "dropout", "input_mode", "dtype", "conv_impl", "pool_grid", "pretrained_npz",
+         "pretrained_into")
 
 
 def _read(model_config: Any) -> dict[str, Any]:
