@@ -223,7 +223,7 @@ def main():
     steps, batch = config.train.steps_per_epoch, config.train.batch_size
     clips = folds * steps * batch
     lines.append(
-        f"| {name} | {folds} | {steps} | {batch} | {par['epoch_s']:.2f} | {seq['epoch_s']:.2f} | "
+        f"| {name}, {par['devices']} devices x {par['folds_per_device']} folds | {folds} | {steps} | {batch} | {par['epoch_s']:.2f} | {seq['epoch_s']:.2f} | "
         f"**{seq['epoch_s'] / par['epoch_s']:.2f}x** | {clips / par['epoch_s']:.1f} | "
         f"{par['flops'] / par['epoch_s'] / 1e9:.1f} | "
         f"{par['flops'] / par['epoch_s'] / peak:.1%} | {seq['flops'] / seq['epoch_s'] / peak:.1%} | "

@@ -26,7 +26,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from cmnet_jax.models.cmnet import CMNet, CMNetOutput, INPUT_MODES, prepare_inputs
-from cmnet_jax.models.encoders import CONV_IMPLS, ENCODERS, ResNet18, SmallCNN, im2col_conv
+from cmnet_jax.models.encoders import ENCODERS, ResNet18, SmallCNN, conv_fn, im2col_conv
 from cmnet_jax.models.pretrained import load_pretrained, load_resnet18_npz
 
 __all__ = ["CMNet", "CMNetOutput", "ResNet18", "SmallCNN", "build", "im2col_conv",
@@ -67,8 +67,7 @@ def build(model_config: Any, num_classes: int) -> CMNet:
     raise ValueError(f"model.dtype: expected one of {sorted(DTYPES)}, got {c['dtype']!r}")
   if int(c["pool_grid"]) < 1:
     raise ValueError(f"model.pool_grid: expected >= 1, got {c['pool_grid']}")
-  if c["conv_impl"] not in CONV_IMPLS:
-    raise ValueError(f"model.conv_impl: expected one of {CONV_IMPLS}, got {c['conv_impl']!r}")
+  conv_fn(c["conv_impl"])  # raises the model.conv_impl error now, not at the first apply
   if c["pretrained_into"] not in ("ice", "ffe", "both"):
     raise ValueError("model.pretrained_into: expected 'ice', 'ffe' or 'both', got "
                      f"{c['pretrained_into']!r}")
