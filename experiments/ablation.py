@@ -1,0 +1,190 @@
+"""Loss ablation on the synthetic default: which CMNet loss terms help, over seeds and amplitudes.
+
+    python -m experiments.ablation --root runs/ablation                 # the whole grid, resumable
+    python -m experiments.ablation --root runs/ablation --deadline-min 50
+    python -m experiments.ablation --root runs/ablation --summarize --out docs/ablation.md
+
+Every run is `train.train_and_evaluate` on `configs/synthetic.py` with one arm's loss settings,
+one motion amplitude and one training seed (`train.seed`: initialisation, batches,
+augmentations; the synthetic faces are the same in every run, `synthetic.seed=0`). Each run has
+its own workdir `<root>/<amplitude>/<arm>/seed<k>`; a run whose `results.json` exists is skipped, so
+the command resumes where it stopped, and the grid can be shared between machines by copying
+the run folders. Runs are taken in priority order (see `grid`) so that a time-boxed call
+(`--deadline-min`) finishes the most informative comparisons first. The generated faces are shared
+per amplitude (`<root>/data/<amplitude>`), and XLA's persistent compilation cache
+(`<root>/.jax_cache`) lets runs that differ only in seed or amplitude skip compilation.
+
+`--summarize` reads every finished run and prints (and writes, with `--out`) one table: per
+amplitude and arm, the mean and sample standard deviation over seeds of LOSO accuracy, UF1, UAR
+and the Spearman correlation of the mean learned intensity curve with the true one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+# Arms: loss settings on top of configs/synthetic.py (whose objective is 'full').
+ARMS: dict[str, dict] = {
+    "ce": {"loss.lambda_id": 0.0, "loss.lambda_w": 0.0},
+    "ce+id": {"loss.lambda_w": 0.0},
+    "ce+w": {"loss.lambda_id": 0.0},
+    "full": {},
+    "full-uniform": {"loss.id_strategy": "uniform"},
+    "full-all": {"loss.id_strategy": "all"},
+}
+CORE_ARMS = ("ce", "full")
+AMPLITUDES = (2.0, 1.0, 0.5)
+SEEDS = (0, 1, 2)
+
+
+class Run(NamedTuple):
+  amplitude: float
+  arm: str
+  seed: int
+
+  def path(self, root: Path) -> Path:
+    return root / f"amp{self.amplitude:g}" / self.arm / f"seed{self.seed}"
+
+
+def grid(arms=tuple(ARMS), amplitudes=AMPLITUDES, seeds=SEEDS) -> list[Run]:
+  """Every (amplitude, arm, seed), most informative first.
+
+  Order: every arm at the default amplitude (2 px); then cross-entropy only vs the full objective at
+  the other amplitudes; then the remaining arms there. Within a block, seed-major, so that a
+  time-boxed call ends with whole seeds of every arm rather than three seeds of a few arms.
+  """
+  first, rest = amplitudes[0], amplitudes[1:]
+  blocks = [[(first, a) for a in arms],
+            [(amp, a) for amp in rest for a in arms if a in CORE_ARMS],
+            [(amp, a) for amp in rest for a in arms if a not in CORE_ARMS]]
+  return [Run(amp, arm, seed) for block in blocks for seed in seeds for amp, arm in block]
+
+
+def run_config(run: Run, root: Path, variant: str = ""):
+  from configs import synthetic  # pylint: disable=import-outside-toplevel
+  c = synthetic.get_config(variant)
+  with c.unlocked():
+    c.synthetic.amplitude_px = run.amplitude
+    c.data.root = str(root / "data" / f"amp{run.amplitude:g}")
+    c.train.seed = run.seed
+    c.train.checkpoint_every_epochs = c.train.num_epochs  # the final one only: runs are short
+    for key, value in ARMS[run.arm].items():
+      block, name = key.split(".")
+      c[block][name] = value
+  return c
+
+
+def run_grid(root: Path, runs: list[Run], deadline_s: float, variant: str = "") -> None:
+  import jax  # pylint: disable=import-outside-toplevel
+  from cmnet_jax import train  # pylint: disable=import-outside-toplevel
+  jax.config.update("jax_compilation_cache_dir", str(root / ".jax_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  start, durations = time.monotonic(), []
+  todo = [r for r in runs if not (r.path(root) / "results.json").exists()]
+  print(f"{len(runs) - len(todo)} of {len(runs)} runs already done; device "
+        f"{jax.devices()[0].device_kind} x{jax.device_count()}", flush=True)
+  for i, run in enumerate(todo):
+    left = deadline_s - (time.monotonic() - start)
+    # Runs that reuse a compiled program are much shorter than the first of each arm: plan by
+    # the median (a run cut off by an outer timeout loses only itself).
+    expected = statistics.median(durations) if durations else 0.0
+    if left < expected:
+      print(f"deadline: {len(todo) - i} runs left undone (median run ~{expected:.0f} s, "
+            f"{left:.0f} s left)", flush=True)
+      return
+    t0 = time.monotonic()
+    result = train.train_and_evaluate(run_config(run, root, variant), run.path(root))
+    durations.append(time.monotonic() - t0)
+    h = result["headline"]
+    with open(root / "log.jsonl", "a") as f:  # a record of where and how long each run took
+      f.write(json.dumps({**run._asdict(), "seconds": durations[-1],
+                          "device": jax.devices()[0].device_kind, "host": platform.node(),
+                          "accuracy": h["accuracy"]}) + "\n")
+    print(f"[{i + 1}/{len(todo)}] {run.path(root).relative_to(root)}: acc {h['accuracy']:.3f} "
+          f"UF1 {h['uf1']:.3f} UAR {h['uar']:.3f} ({durations[-1]:.0f} s)", flush=True)
+
+
+def _finished(root: Path) -> Iterator[tuple[Run, dict]]:
+  for path in sorted(root.glob("amp*/*/seed*/results.json")):
+    seed_dir = path.parent
+    run = Run(float(seed_dir.parent.parent.name[3:]), seed_dir.parent.name,
+              int(seed_dir.name[4:]))
+    yield run, json.loads(path.read_text())
+
+
+def _mean_sd(values: list[float]) -> str:
+  if len(values) == 1:
+    return f"{values[0]:.3f}"
+  return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def summarize(root: Path) -> str:
+  """Markdown table: mean ± sample sd over seeds per (amplitude, arm)."""
+  cells: dict[tuple[float, str], dict[str, list[float]]] = {}
+  for run, result in _finished(root):
+    cell = cells.setdefault((run.amplitude, run.arm), {"seeds": []})
+    cell["seeds"].append(run.seed)
+    h = result["headline"]
+    for key in ("accuracy", "uf1", "uar"):
+      cell.setdefault(key, []).append(h[key])
+    rho = result["intensity_spearman"]["vs_true"]["mean_curve"]
+    cell.setdefault("rho", []).append(rho)
+  order = {a: i for i, a in enumerate(ARMS)}
+  lines = ["| amplitude px | arm | seeds | accuracy | UF1 | UAR | Spearman(mean curve, true) |",
+           "|---|---|---|---|---|---|---|"]
+  for (amp, arm), cell in sorted(cells.items(), key=lambda kv: (-kv[0][0], order.get(kv[0][1], 99))):
+    lines.append(f"| {amp:g} | {arm} | {','.join(map(str, sorted(cell['seeds'])))} | "
+                 f"{_mean_sd(cell['accuracy'])} | {_mean_sd(cell['uf1'])} | "
+                 f"{_mean_sd(cell['uar'])} | {_mean_sd(cell['rho'])} |")
+  return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--root", default="runs/ablation", help="folder holding every run")
+  ap.add_argument("--arms", default=",".join(ARMS), help=f"subset of {','.join(ARMS)}")
+  ap.add_argument("--amplitudes", default=",".join(f"{a:g}" for a in AMPLITUDES),
+                  help="rendered apex displacements in px; the first is the main one")
+  ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+  ap.add_argument("--deadline-min", type=float, default=float("inf"),
+                  help="start no run that would end after this many minutes (by the longest so far)")
+  ap.add_argument("--variant", default="", help="configs/synthetic.py variant ('quick': smoke run)")
+  ap.add_argument("--summarize", action="store_true", help="only print the table of finished runs")
+  ap.add_argument("--out", default="", help="with --summarize: also write the table here")
+  args = ap.parse_args(argv)
+  root = Path(args.root)
+  if args.summarize:
+    table = summarize(root)
+    print(table)
+    if args.out:
+      Path(args.out).write_text(table + "\n")
+    return 0
+  arms = tuple(a for a in args.arms.split(",") if a)
+  unknown = [a for a in arms if a not in ARMS]
+  if unknown:
+    print(f"error: unknown arm(s) {unknown}; known: {list(ARMS)}", file=sys.stderr)
+    return 2
+  runs = grid(arms, tuple(float(a) for a in args.amplitudes.split(",")),
+              tuple(int(s) for s in args.seeds.split(",")))
+  root.mkdir(parents=True, exist_ok=True)
+  run_grid(root, runs, args.deadline_min * 60, args.variant)
+  print(summarize(root))
+  return 0
+
+
+if __name__ == "__main__":
+  # As run.py: on a CPU, one fold per forced host device (set before JAX starts; other backends
+  # ignore it).
+  if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               " --xla_force_host_platform_device_count=8").strip()
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+  sys.exit(main())
