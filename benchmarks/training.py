@@ -172,6 +172,11 @@ def conv_rows(quick: bool, repeats: int) -> list[str]:
   return rows
 
 
+def _pct(ratio: float) -> str:
+  """2.0%, and two significant digits below 1% (a GPU's tiny ratios: 0.0096%)."""
+  return f"{ratio:.1%}" if ratio >= 0.01 else f"{100 * ratio:.2g}%"
+
+
 def peak_rss_mib() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -203,7 +208,7 @@ def main():
   sections = set(args.sections.split(","))
   if "conv" in sections:
     lines += conv_rows(q, args.repeats)
-  print("\n".join(lines[-2:]), flush=True)
+  print("\n".join(lines), flush=True)  # the header too: a run cut short still says where it ran
   lines += ["", "## 1-2. One LOSO epoch: fold-parallel vs sequential", "",
             "| configuration | folds | steps/epoch | batch/fold | fold-parallel s/epoch | "
             "sequential s/epoch | speed-up | clips/s (parallel) | GFLOP/s (parallel) | "
@@ -223,10 +228,10 @@ def main():
     steps, batch = config.train.steps_per_epoch, config.train.batch_size
     clips = folds * steps * batch
     lines.append(
-        f"| {name}, {par['devices']} devices x {par['folds_per_device']} folds | {folds} | {steps} | {batch} | {par['epoch_s']:.2f} | {seq['epoch_s']:.2f} | "
+        f"| {name}, {par['devices']} devices x {par['folds_per_device']} folds | {folds} | {steps} | {batch} | {par['epoch_s']:.3g} | {seq['epoch_s']:.3g} | "
         f"**{seq['epoch_s'] / par['epoch_s']:.2f}x** | {clips / par['epoch_s']:.1f} | "
         f"{par['flops'] / par['epoch_s'] / 1e9:.1f} | "
-        f"{par['flops'] / par['epoch_s'] / peak:.1%} | {seq['flops'] / seq['epoch_s'] / peak:.1%} | "
+        f"{_pct(par['flops'] / par['epoch_s'] / peak)} | {_pct(seq['flops'] / seq['epoch_s'] / peak)} | "
         f"{par['compile_s']:.0f} / {seq['compile_s']:.0f} |")
     print("\n".join(lines[-1:]), flush=True)
 
@@ -237,15 +242,15 @@ def main():
     config = default_config(True)  # 2 steps per epoch
     run = Run(config, folds)
     par = run.fold_parallel(1)
-    lines.append(f"| {folds} | {config.data.num_frames} | {par['epoch_s']:.2f} | "
-                 f"{par['epoch_s'] / folds:.2f} | {par['compile_s']:.0f} |")
+    lines.append(f"| {folds} | {config.data.num_frames} | {par['epoch_s']:.3g} | "
+                 f"{par['epoch_s'] / folds:.3g} | {par['compile_s']:.0f} |")
     print(lines[-1], flush=True)
   for t in () if "scaling" not in sections else (5, 9) if q else (5, 9, 17):
     config = default_config(True)
     config.data.num_frames = t
     run = Run(config, 4)
     par = run.fold_parallel(1)
-    lines.append(f"| 4 | {t} | {par['epoch_s']:.2f} | {par['epoch_s'] / 4:.2f} | "
+    lines.append(f"| 4 | {t} | {par['epoch_s']:.3g} | {par['epoch_s'] / 4:.3g} | "
                  f"{par['compile_s']:.0f} |")
     print(lines[-1], flush=True)
   lines += ["", f"Peak host memory of this benchmark process: {peak_rss_mib():.0f} MiB "

@@ -16,7 +16,8 @@ per amplitude (`<root>/data/<amplitude>`), and XLA's persistent compilation cach
 
 `--summarize` reads every finished run and prints (and writes, with `--out`) one table: per
 amplitude and arm, the mean and sample standard deviation over seeds of LOSO accuracy, UF1, UAR
-and the Spearman correlation of the mean learned intensity curve with the true one.
+and two Spearman correlations of the learned intensities with the true ones (of the mean curve
+over frame positions, and per clip averaged over clips; `results.json`'s `intensity_spearman`).
 """
 from __future__ import annotations
 
@@ -81,11 +82,16 @@ def run_config(run: Run, root: Path, variant: str = ""):
   return c
 
 
-def run_grid(root: Path, runs: list[Run], deadline_s: float, variant: str = "") -> None:
+def run_grid(root: Path, runs: list[Run], deadline_s: float, variant: str = "", *,
+             train_fn=None, compile_cache: bool = True) -> None:
+  """Trains every run of `runs` that has no results.json yet, in order, until the deadline."""
   import jax  # pylint: disable=import-outside-toplevel
-  from cmnet_jax import train  # pylint: disable=import-outside-toplevel
-  jax.config.update("jax_compilation_cache_dir", str(root / ".jax_cache"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  if train_fn is None:
+    from cmnet_jax import train  # pylint: disable=import-outside-toplevel
+    train_fn = train.train_and_evaluate
+  if compile_cache:
+    jax.config.update("jax_compilation_cache_dir", str(root / ".jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   start, durations = time.monotonic(), []
   todo = [r for r in runs if not (r.path(root) / "results.json").exists()]
   print(f"{len(runs) - len(todo)} of {len(runs)} runs already done; device "
@@ -100,7 +106,7 @@ def run_grid(root: Path, runs: list[Run], deadline_s: float, variant: str = "") 
             f"{left:.0f} s left)", flush=True)
       return
     t0 = time.monotonic()
-    result = train.train_and_evaluate(run_config(run, root, variant), run.path(root))
+    result = train_fn(run_config(run, root, variant), run.path(root))
     durations.append(time.monotonic() - t0)
     h = result["headline"]
     with open(root / "log.jsonl", "a") as f:  # a record of where and how long each run took
@@ -134,15 +140,17 @@ def summarize(root: Path) -> str:
     h = result["headline"]
     for key in ("accuracy", "uf1", "uar"):
       cell.setdefault(key, []).append(h[key])
-    rho = result["intensity_spearman"]["vs_true"]["mean_curve"]
-    cell.setdefault("rho", []).append(rho)
+    rho = result["intensity_spearman"]["vs_true"]
+    cell.setdefault("rho", []).append(rho["mean_curve"])
+    cell.setdefault("rho_clip", []).append(rho["per_clip_mean"])
   order = {a: i for i, a in enumerate(ARMS)}
-  lines = ["| amplitude px | arm | seeds | accuracy | UF1 | UAR | Spearman(mean curve, true) |",
-           "|---|---|---|---|---|---|---|"]
+  lines = ["| amplitude px | arm | seeds | accuracy | UF1 | UAR | Spearman, mean curve vs true | "
+           "Spearman per clip vs true (mean) |", "|---|---|---|---|---|---|---|---|"]
   for (amp, arm), cell in sorted(cells.items(), key=lambda kv: (-kv[0][0], order.get(kv[0][1], 99))):
     lines.append(f"| {amp:g} | {arm} | {','.join(map(str, sorted(cell['seeds'])))} | "
                  f"{_mean_sd(cell['accuracy'])} | {_mean_sd(cell['uf1'])} | "
-                 f"{_mean_sd(cell['uar'])} | {_mean_sd(cell['rho'])} |")
+                 f"{_mean_sd(cell['uar'])} | {_mean_sd(cell['rho'])} | "
+                 f"{_mean_sd(cell['rho_clip'])} |")
   return "\n".join(lines)
 
 
