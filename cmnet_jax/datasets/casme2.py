@@ -7,6 +7,7 @@ surprise = surprise. Other emotions are skipped with their reason.
 import os
 import re
 
+from cmnet_jax.datasets import coding
 from cmnet_jax.datasets import frames as frames_lib
 from cmnet_jax.datasets import index as index_lib
 from cmnet_jax.datasets import spreadsheet
@@ -16,8 +17,8 @@ ANNOTATION_NAMES = ("CASME2-coding-20190701.xlsx", "CASME2-coding-20140508.xlsx"
                     "CASME2-coding-*.xlsx", "CASME2-coding-*.csv")
 FRAME_FOLDERS = ("Cropped", "Cropped-updated/Cropped", "CASME2_RAW_selected", "CASME2-RAW")
 SHEET = "Sheet1"
-COLUMNS = ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units",
-           "Estimated Emotion")
+COLUMNS = coding.Columns("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame",
+                         "Action Units", "Estimated Emotion")
 EMOTIONS = ("happiness", "disgust", "repression", "surprise", "others", "sadness", "fear")
 SCHEMES = {
     "5class": [(e, (e,)) for e in ("happiness", "disgust", "repression", "surprise", "others")],
@@ -51,45 +52,13 @@ def read_records(root: str, *, annotation: str | None = None, frames: str | None
   """Unlabelled records of every coded clip, plus skipped items and repair notes."""
   path = index_lib.find_annotation(root, annotation, ANNOTATION_NAMES, NAME)
   frames_root = frames_lib.resolve_folder(root, frames, FRAME_FOLDERS, NAME)
-  records, skipped, notes, seen = [], [], [], set()
-  for row in spreadsheet.read_table(path, sheet=SHEET, required=COLUMNS):
-    where = f"{os.path.basename(path)} row {row.number}"
-    subject = subject_name(spreadsheet.cell(row, "Subject"))
-    filename = spreadsheet.as_text(spreadsheet.cell(row, "Filename"))
-    if subject is None or not filename:
-      raise index_lib.DatasetError(
-          f"{path!r} row {row.number}: expected a subject number and a filename, got "
-          f"{spreadsheet.cell(row, 'Subject')!r} and {filename!r}")
-    item = f"{subject}/{filename} ({where})"
-    onset = spreadsheet.as_int(spreadsheet.cell(row, "OnsetFrame"))
-    offset = spreadsheet.as_int(spreadsheet.cell(row, "OffsetFrame"))
-    apex_written = spreadsheet.cell(row, "ApexFrame")
-    if onset is None or offset is None or onset > offset:
-      skipped.append(index_lib.Skipped(item, f"broken row: onset {onset!r} / offset {offset!r} "
-                                             f"do not form a frame range"))
-      continue
-    if (subject, filename) in seen:
-      skipped.append(index_lib.Skipped(item, "duplicate (Subject, Filename) key"))
-      continue
-    seen.add((subject, filename))
-    folder = subject_folder(frames_root, subject)
-    folder = folder and frames_lib.find_child(folder, filename)
-    if not folder or not os.path.isdir(folder):
-      skipped.append(index_lib.Skipped(item, f"clip folder not found: {subject}/{filename} under "
-                                             f"{frames_root!r}"))
-      continue
-    records.append(frames_lib.annotated_record(
-        NAME, subject, filename, folder, onset, spreadsheet.as_int(apex_written), offset,
-        spreadsheet.as_text(spreadsheet.cell(row, "Estimated Emotion")),
-        spreadsheet.as_text(spreadsheet.cell(row, "Action Units")), notes,
-        apex_written=apex_written))
-  return records, skipped, notes
+  return coding.read_coded_rows(NAME, path, frames_root, sheet=SHEET, columns=COLUMNS,
+                                subject_name=subject_name, subject_folder=subject_folder)
 
 
 def load(root: str, *, classes: str | None = None, annotation: str | None = None,
          frames: str | None = None) -> index_lib.DatasetIndex:
   """The CASME II index; see `cmnet_jax.datasets.load_index`."""
-  records, skipped, notes = read_records(root, annotation=annotation, frames=frames)
-  names, kept, dropped = index_lib.apply_scheme(records, SCHEMES, classes, "5class", EMOTIONS,
-                                                NAME)
-  return index_lib.make_index(NAME, root, names, kept, skipped + dropped, notes)
+  return index_lib.labelled_index(NAME, root, read_records(root, annotation=annotation,
+                                                           frames=frames),
+                                  SCHEMES, classes, "5class", EMOTIONS)

@@ -110,7 +110,6 @@ def read_records(root: str, *, annotation: str | None = None, frames: str | None
 def load(root: str, *, classes: str | None = None, annotation: str | None = None,
          frames: str | None = None) -> index_lib.DatasetIndex:
   """The CAS(ME)^3 Part A index; see `cmnet_jax.datasets.load_index`."""
-  records, skipped, notes = read_records(root, annotation=annotation, frames=frames)
-  names, kept, dropped = index_lib.apply_scheme(records, SCHEMES, classes, "7class", EMOTIONS,
-                                                NAME)
-  return index_lib.make_index(NAME, root, names, kept, skipped + dropped, notes)
+  return index_lib.labelled_index(NAME, root, read_records(root, annotation=annotation,
+                                                           frames=frames),
+                                  SCHEMES, classes, "7class", EMOTIONS)

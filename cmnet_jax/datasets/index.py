@@ -194,6 +194,16 @@ def apply_scheme(records: Iterable[ClipRecord], schemes: Mapping[str, Sequence[t
   return tuple(name for name, _ in scheme), kept, skipped
 
 
+def labelled_index(name: str, root: str, read: tuple[list[ClipRecord], list[Skipped], list[str]],
+                   schemes: Mapping[str, Sequence[tuple[str, tuple]]], classes: str | None,
+                   default: str, vocabulary: Iterable[str]) -> DatasetIndex:
+  """A reader's `(records, skipped, notes)` labelled by a class scheme (`apply_scheme`) and indexed
+  (`make_index`); clips outside the scheme join the skipped items with their reason."""
+  records, skipped, notes = read
+  names, kept, dropped = apply_scheme(records, schemes, classes, default, vocabulary, name)
+  return make_index(name, root, names, kept, list(skipped) + dropped, notes)
+
+
 def make_index(name: str, root: str, class_names: Sequence[str], clips: Sequence[ClipRecord],
                skipped: Sequence[Skipped], notes: Sequence[str]) -> DatasetIndex:
   """Builds the index, refusing an empty one (almost always a wrong root or frames folder)."""

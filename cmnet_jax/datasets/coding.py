@@ -1,0 +1,75 @@
+"""The per-clip coding spreadsheets of CASME II and SAMM, read the same way.
+
+One row per clip: subject, filename, onset / apex / offset frame, action units and estimated
+emotion; the frames are in `<frames root>/<subject folder>/<filename>/`. The two databases differ
+only in column names, subject spelling and how the subject folder is found, which the caller
+passes in. Rows that cannot be used (a broken frame range, a repeated (subject, filename) key,
+a missing clip folder) are skipped with their reason, never dropped silently; a row with no
+subject number or filename is an error naming the file and row.
+"""
+import os
+from typing import Callable, NamedTuple
+
+from cmnet_jax.datasets import frames as frames_lib
+from cmnet_jax.datasets import index as index_lib
+from cmnet_jax.datasets import spreadsheet
+
+
+class Columns(NamedTuple):
+  """Header names of the columns read (all required)."""
+  subject: str
+  filename: str
+  onset: str
+  apex: str
+  offset: str
+  action_units: str
+  emotion: str
+
+
+def read_coded_rows(name: str, path: str, frames_root: str, *, sheet: str, columns: Columns,
+                    subject_name: Callable[[object], str | None],
+                    subject_folder: Callable[[str, str], str | None]
+                    ) -> tuple[list[index_lib.ClipRecord], list[index_lib.Skipped], list[str]]:
+  """Unlabelled records of every usable row of `path`, plus skipped items and repair notes.
+
+  Args:
+    name: the database's name (records' `dataset`).
+    path: the coding spreadsheet (.xlsx or .csv).
+    frames_root: folder holding the subject folders.
+    sheet: worksheet name (ignored for .csv).
+    columns: header names.
+    subject_name: cell value -> canonical subject ('sub01', '006'), None if not a subject number.
+    subject_folder: (frames_root, subject) -> the subject's folder, or None.
+  """
+  records, skipped, notes, seen = [], [], [], set()
+  for row in spreadsheet.read_table(path, sheet=sheet, required=tuple(columns)):
+    subject = subject_name(spreadsheet.cell(row, columns.subject))
+    filename = spreadsheet.as_text(spreadsheet.cell(row, columns.filename))
+    if subject is None or not filename:
+      raise index_lib.DatasetError(
+          f"{path!r} row {row.number}: expected a subject number and a filename, got "
+          f"{spreadsheet.cell(row, columns.subject)!r} and {filename!r}")
+    item = f"{subject}/{filename} ({os.path.basename(path)} row {row.number})"
+    onset = spreadsheet.as_int(spreadsheet.cell(row, columns.onset))
+    offset = spreadsheet.as_int(spreadsheet.cell(row, columns.offset))
+    apex_written = spreadsheet.cell(row, columns.apex)
+    if onset is None or offset is None or onset > offset:
+      skipped.append(index_lib.Skipped(item, f"broken row: onset {onset!r} / offset {offset!r} "
+                                             f"do not form a frame range"))
+      continue
+    if (subject, filename) in seen:
+      skipped.append(index_lib.Skipped(item, "duplicate (Subject, Filename) key"))
+      continue
+    seen.add((subject, filename))
+    folder = subject_folder(frames_root, subject)
+    folder = folder and frames_lib.find_child(folder, filename)
+    if not folder or not os.path.isdir(folder):
+      skipped.append(index_lib.Skipped(item, f"clip folder not found: {subject}/{filename} under "
+                                             f"{frames_root!r}"))
+      continue
+    records.append(frames_lib.annotated_record(
+        name, subject, filename, folder, onset, spreadsheet.as_int(apex_written), offset,
+        spreadsheet.as_text(spreadsheet.cell(row, columns.emotion)),
+        spreadsheet.as_text(spreadsheet.cell(row, columns.action_units)), notes,
+        apex_written=apex_written))
+  return records, skipped, notes
