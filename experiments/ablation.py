@@ -39,6 +39,9 @@ ARMS: dict[str, dict] = {
     "full": {},
     "full-uniform": {"loss.id_strategy": "uniform"},
     "full-all": {"loss.id_strategy": "all"},
+    # The Wilcoxon test on the rising and the falling segment separately: the one variant that
+    # asks something about temporal order (see docs/results.md).
+    "full-split": {"loss.w_segments": "split"},
 }
 CORE_ARMS = ("ce", "full")
 AMPLITUDES = (2.0, 1.0, 0.5)
@@ -125,6 +128,25 @@ def _finished(root: Path) -> Iterator[tuple[Run, dict]]:
     yield run, json.loads(path.read_text())
 
 
+def run_rows(root: Path) -> list[dict]:
+  """One dict per finished run: its cell, headline figures, Spearman correlations and, where
+  `log.jsonl` recorded it, the device and seconds it took."""
+  logged = {}
+  if (root / "log.jsonl").exists():
+    for line in (root / "log.jsonl").read_text().splitlines():
+      r = json.loads(line)
+      logged[Run(r["amplitude"], r["arm"], r["seed"])] = r
+  rows = []
+  for run, result in _finished(root):
+    h, rho = result["headline"], result["intensity_spearman"]["vs_true"]
+    log = logged.get(run, {})
+    rows.append({**run._asdict(), **{k: h[k] for k in ("accuracy", "uf1", "uar")},
+                 "spearman_mean_curve": rho["mean_curve"],
+                 "spearman_per_clip_mean": rho["per_clip_mean"],
+                 "device": log.get("device"), "seconds": log.get("seconds")})
+  return rows
+
+
 def _mean_sd(values: list[float]) -> str:
   if len(values) == 1:
     return f"{values[0]:.3f}"
@@ -166,6 +188,8 @@ def main(argv=None) -> int:
   ap.add_argument("--variant", default="", help="configs/synthetic.py variant ('quick': smoke run)")
   ap.add_argument("--summarize", action="store_true", help="only print the table of finished runs")
   ap.add_argument("--out", default="", help="with --summarize: also write the table here")
+  ap.add_argument("--runs-out", default="",
+                  help="with --summarize: also write one JSON line per finished run here")
   args = ap.parse_args(argv)
   root = Path(args.root)
   if args.summarize:
@@ -173,6 +197,8 @@ def main(argv=None) -> int:
     print(table)
     if args.out:
       Path(args.out).write_text(table + "\n")
+    if args.runs_out:
+      Path(args.runs_out).write_text("".join(json.dumps(r) + "\n" for r in run_rows(root)))
     return 0
   arms = tuple(a for a in args.arms.split(",") if a)
   unknown = [a for a in arms if a not in ARMS]

@@ -35,10 +35,9 @@ def test_run_config_sets_the_arm_amplitude_seed_and_shared_data(arm, tmp_path):
   assert c.synthetic.amplitude_px == 0.5 and c.train.seed == 2
   assert c.data.root == str(tmp_path / "data" / "amp0.5")
   assert c.train.checkpoint_every_epochs == c.train.num_epochs
-  coef = {k: c.loss[k] for k in ("lambda_id", "lambda_w", "id_strategy")}
-  expected = {k: base.loss[k] for k in coef}
+  expected = base.loss.to_dict()
   expected.update({k.split(".")[1]: v for k, v in ablation.ARMS[arm].items()})
-  assert coef == expected
+  assert c.loss.to_dict() == expected
   # Everything else is the synthetic default.
   for block in ("model", "augment", "optim"):
     assert c[block].to_dict() == base[block].to_dict()
@@ -70,6 +69,12 @@ def test_run_grid_resumes_and_respects_the_deadline(tmp_path):
   assert [(c[0], c[1]) for c in calls] == [(0.1, 0), (0.0, 1), (0.1, 1)]
   log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
   assert [(r["arm"], r["seed"]) for r in log] == [("full", 0), ("ce", 1), ("full", 1)]
+  # Per-run rows: every finished run, with the device and seconds of those this call trained.
+  rows = {(r["arm"], r["seed"]): r for r in ablation.run_rows(tmp_path)}
+  assert set(rows) == {("ce", 0), ("full", 0), ("ce", 1), ("full", 1)}
+  assert rows["ce", 0]["device"] is None and rows["full", 1]["seconds"] >= 0
+  written = json.loads((runs[3].path(tmp_path) / "results.json").read_text())
+  assert rows["full", 1]["accuracy"] == written["headline"]["accuracy"]
   # All done: nothing runs again.
   ablation.run_grid(tmp_path, runs, float("inf"), train_fn=fake_train, compile_cache=False)
   assert len(calls) == 3
