@@ -15,7 +15,8 @@ with like on a shared, noisy machine. What is measured, per configuration:
    compilation (median of `--repeats`), and the ratio.
 2. **Throughput and utilisation.** Training clips/s; achieved FLOP/s = XLA's cost analysis of the
    compiled epoch divided by its wall time; divided by this machine's dense float32 matmul FLOP/s
-   (a jitted 2048x2048 matmul, measured here) = the utilisation ratio.
+   (a jitted matmul at default precision, 2048^2 on CPU and 8192^2 elsewhere, measured here) =
+   the utilisation ratio.
 3. **Compile time** of each program, **peak host memory** (ru_maxrss) of this process, and how
    the fold-parallel epoch time grows with the number of folds and with T.
 
@@ -24,6 +25,7 @@ Inputs are random uint8 clips of the configured size (speed does not depend on t
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import statistics
@@ -196,7 +198,7 @@ def main():
   lines = [
       "# LOSO training speed: fold-parallel vs sequential", "",
       f"Device: **{kind}** ({platform.processor() or platform.machine()}, "
-      f"{__import__('os').cpu_count()} host cores), jax {jax.__version__}. "
+      f"{os.cpu_count()} host cores), jax {jax.__version__}. "
       f"Dense float32 matmul ({'2048' if dev.platform == 'cpu' else '8192'}^2, jitted, default precision): **{peak / 1e9:.1f} GFLOP/s**. "
       f"Command: `python -m benchmarks.training{' --quick' if q else ''}`. "
       f"Times are medians of {args.repeats} runs after compilation.", ""]

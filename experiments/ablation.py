@@ -155,24 +155,19 @@ def _mean_sd(values: list[float]) -> str:
 
 def summarize(root: Path) -> str:
   """Markdown table: mean ± sample sd over seeds per (amplitude, arm)."""
-  cells: dict[tuple[float, str], dict[str, list[float]]] = {}
-  for run, result in _finished(root):
-    cell = cells.setdefault((run.amplitude, run.arm), {"seeds": []})
-    cell["seeds"].append(run.seed)
-    h = result["headline"]
-    for key in ("accuracy", "uf1", "uar"):
-      cell.setdefault(key, []).append(h[key])
-    rho = result["intensity_spearman"]["vs_true"]
-    cell.setdefault("rho", []).append(rho["mean_curve"])
-    cell.setdefault("rho_clip", []).append(rho["per_clip_mean"])
+  columns = ("accuracy", "uf1", "uar", "spearman_mean_curve", "spearman_per_clip_mean")
+  cells: dict[tuple[float, str], dict[str, list]] = {}
+  for row in run_rows(root):
+    cell = cells.setdefault((row["amplitude"], row["arm"]), {"seeds": []})
+    cell["seeds"].append(row["seed"])
+    for key in columns:
+      cell.setdefault(key, []).append(row[key])
   order = {a: i for i, a in enumerate(ARMS)}
   lines = ["| amplitude px | arm | seeds | accuracy | UF1 | UAR | Spearman, mean curve vs true | "
            "Spearman per clip vs true (mean) |", "|---|---|---|---|---|---|---|---|"]
   for (amp, arm), cell in sorted(cells.items(), key=lambda kv: (-kv[0][0], order.get(kv[0][1], 99))):
-    lines.append(f"| {amp:g} | {arm} | {','.join(map(str, sorted(cell['seeds'])))} | "
-                 f"{_mean_sd(cell['accuracy'])} | {_mean_sd(cell['uf1'])} | "
-                 f"{_mean_sd(cell['uar'])} | {_mean_sd(cell['rho'])} | "
-                 f"{_mean_sd(cell['rho_clip'])} |")
+    lines.append(f"| {amp:g} | {arm} | {','.join(map(str, sorted(cell['seeds'])))} | " +
+                 " | ".join(_mean_sd(cell[key]) for key in columns) + " |")
   return "\n".join(lines)
 
 
