@@ -13,13 +13,11 @@ import os
 import sys
 from pathlib import Path
 
-# On a CPU, expose 8 host devices (before JAX starts) so that LOSO folds run as independent
-# per-device programs: on the 2-core development machine that is 1.38x faster than vmapping all
-# folds on one device and than a sequential loop (docs/benchmarks.md). Only the CPU backend is
-# affected; set XLA_FLAGS yourself to choose another count.
-CPU_DEVICES_FLAG = "--xla_force_host_platform_device_count"
-if CPU_DEVICES_FLAG not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {CPU_DEVICES_FLAG}=8".strip()
+from cmnet_jax import host_devices
+
+# On a CPU, one fold per forced host device (before JAX starts; see cmnet_jax.host_devices). Set
+# XLA_FLAGS yourself to choose another count.
+host_devices.expose_cpu_devices(8)
 
 from absl import app
 from absl import flags

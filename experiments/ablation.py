@@ -179,7 +179,7 @@ def main(argv=None) -> int:
                   help="rendered apex displacements in px; the first is the main one")
   ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
   ap.add_argument("--deadline-min", type=float, default=float("inf"),
-                  help="start no run that would end after this many minutes (by the longest so far)")
+                  help="start no run that would end after this many minutes (by the median run so far)")
   ap.add_argument("--variant", default="", help="configs/synthetic.py variant ('quick': smoke run)")
   ap.add_argument("--summarize", action="store_true", help="only print the table of finished runs")
   ap.add_argument("--out", default="", help="with --summarize: also write the table here")
@@ -209,11 +209,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  # As run.py: on a CPU, one fold per forced host device (set before JAX starts; other backends
-  # ignore it).
-  if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               " --xla_force_host_platform_device_count=8").strip()
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+  from cmnet_jax import host_devices  # pylint: disable=g-import-not-at-top
+  host_devices.expose_cpu_devices(8)  # as run.py: one fold per host device on a CPU
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   sys.exit(main())
