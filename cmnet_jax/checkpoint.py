@@ -148,28 +148,20 @@ class CheckpointStore:
         state=ocp.args.StandardSave(state), extra=ocp.args.JsonSave(encoded)), force=True)
     self._manager.wait_until_finished()
 
-  def restore_latest(self, template: Any, *, sharding: Any = None
-                     ) -> tuple[int, Any, dict[str, Any]] | None:
-    """Newest readable checkpoint as `(step, state, extra)`, or None when there is none.
+  def restore_latest(self, template: Any) -> tuple[int, Any, dict[str, Any]] | None:
+    """Newest readable checkpoint as `(step, state, extra)` (host NumPy arrays), or None when
+    there is none.
 
     Args:
       template: pytree with the state's structure; leaves are arrays or `jax.ShapeDtypeStruct`
         (only shape and dtype are used).
-      sharding: None restores host NumPy arrays; a `jax.sharding.Sharding` (or a pytree of them
-        matching `template`) places the arrays directly onto the devices.
 
     Raises:
       CheckpointMismatchError: a checkpoint's arrays differ from the template.
       CheckpointError: checkpoints exist but none can be read.
     """
     self._remove_interrupted_saves()
-    if sharding is None:
-      target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), template)
-    else:
-      shardings = (jax.tree.map(lambda _: sharding, template)
-                   if isinstance(sharding, jax.sharding.Sharding) else sharding)
-      target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                            template, shardings)
+    target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), template)
     failures: list[tuple[int, str]] = []
     for step in reversed(self.steps()):
       where = f"checkpoint {self.directory / str(step)}"

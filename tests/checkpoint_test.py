@@ -10,11 +10,6 @@ import pytest
 from cmnet_jax import checkpoint
 
 
-def _mesh_sharding():
-  mesh = jax.sharding.Mesh(np.array(jax.devices()), ("devices",))
-  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("devices"))
-
-
 def _state(offset: float):
   """A fold-stacked AdamW state `[devices=4, folds=2, ...]` laid out by pmap, like the trainer's."""
   tx = optax.adamw(1e-3)
@@ -48,7 +43,7 @@ def _saved(tmp_path, states, keep=3):
   return store
 
 
-def test_round_trip_host_and_sharded(tmp_path, states):
+def test_round_trip_of_a_sharded_state_to_host(tmp_path, states):
   assert jax.tree.leaves(states[0])[0].sharding.num_devices == 4
   with _saved(tmp_path, states) as store:
     assert store.steps() == [5, 10, 15]
@@ -58,11 +53,6 @@ def test_round_trip_host_and_sharded(tmp_path, states):
     _assert_tree_equal(got, states[2])
     assert extra["rng"].dtype == np.uint32 and extra["rng"].tolist() == [7, 2**32 - 1]
     assert extra["history"] == {"loss": [[1.5, 2.0]]} and extra["tag"] == ["a", 1]
-    sharding = _mesh_sharding()
-    _, on_device, _ = store.restore_latest(jax.tree.map(np.asarray, states[0]), sharding=sharding)
-    for leaf in jax.tree.leaves(on_device):
-      assert isinstance(leaf, jax.Array) and leaf.sharding == sharding
-    _assert_tree_equal(on_device, states[2])
 
 
 def test_keep_and_empty(tmp_path, states):

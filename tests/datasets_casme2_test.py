@@ -1,4 +1,4 @@
-"""CASME II reader on fake trees in the real layout (written by cmnet_jax.datasets.fakes)."""
+"""CASME II reader on fake trees in the real layout (written by cmnet_jax.testing.fake_trees)."""
 import io
 import os
 
@@ -6,7 +6,7 @@ import openpyxl
 import pytest
 
 from cmnet_jax import datasets
-from cmnet_jax.datasets import fakes
+from cmnet_jax.testing import fake_trees
 
 ROWS = [
     dict(subject=1, filename="EP02_01f", onset=46, apex=50, offset=54, action_units=12,
@@ -36,7 +36,7 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-  return fakes.write_casme2_tree(tmp_path_factory.mktemp("casme2"), ROWS)
+  return fake_trees.write_casme2_tree(tmp_path_factory.mktemp("casme2"), ROWS)
 
 
 def test_coding_sheet_has_the_real_cell_types(tree):
@@ -96,7 +96,7 @@ def test_three_classes_follow_the_megc_mapping(tree):
 
 def test_raw_tree_renamed_subjects_and_old_coding(tmp_path):
   rows = [dict(r, objective_class=None) for r in ROWS[:3]]
-  fakes.write_casme2_tree(tmp_path, rows, frames_folder="CASME2-RAW", prefix="img",
+  fake_trees.write_casme2_tree(tmp_path, rows, frames_folder="CASME2-RAW", prefix="img",
                           subject_folder="{:d}", margin=3,
                           coding_name="CASME2-coding-20140508.xlsx", objective_class=False)
   index = datasets.load_index("casme2", tmp_path)
@@ -107,7 +107,7 @@ def test_raw_tree_renamed_subjects_and_old_coding(tmp_path):
 
 
 def test_cropped_updated_and_explicit_paths(tmp_path):
-  fakes.write_casme2_tree(tmp_path, ROWS[:2], frames_folder="Cropped-updated/Cropped")
+  fake_trees.write_casme2_tree(tmp_path, ROWS[:2], frames_folder="Cropped-updated/Cropped")
   os.rename(tmp_path / "CASME2-coding-20190701.xlsx", tmp_path / "codes.xlsx")
   with pytest.raises(datasets.DatasetError, match="CASME2-coding-20190701.xlsx, CASME2-coding"):
     datasets.load_index("casme2", tmp_path)
@@ -121,10 +121,10 @@ def test_cropped_updated_and_explicit_paths(tmp_path):
 def test_fatal_errors_name_the_file_and_what_was_expected(tmp_path):
   with pytest.raises(datasets.DatasetError, match="does not exist"):
     datasets.load_index("casme2", tmp_path / "nowhere")
-  fakes.write_casme2_tree(tmp_path / "a", [dict(ROWS[0], emotion="happy")])
+  fake_trees.write_casme2_tree(tmp_path / "a", [dict(ROWS[0], emotion="happy")])
   with pytest.raises(datasets.DatasetError, match=r"sub01/EP02_01f has unknown emotion 'happy'"):
     datasets.load_index("casme2", tmp_path / "a")
-  fakes.write_casme2_tree(tmp_path / "b", ROWS[:1])
+  fake_trees.write_casme2_tree(tmp_path / "b", ROWS[:1])
   book = openpyxl.load_workbook(tmp_path / "b" / "CASME2-coding-20190701.xlsx")
   book["Sheet1"]["D1"] = "Onset"
   book.save(tmp_path / "b" / "CASME2-coding-20190701.xlsx")
@@ -133,14 +133,14 @@ def test_fatal_errors_name_the_file_and_what_was_expected(tmp_path):
   (tmp_path / "b" / "CASME2-coding-20190701.xlsx").write_bytes(b"not a zip")
   with pytest.raises(datasets.DatasetError, match="cannot read spreadsheet .*20190701.xlsx"):
     datasets.load_index("casme2", tmp_path / "b")
-  fakes.write_casme2_tree(tmp_path / "c", [dict(ROWS[0], frames=[1, 2])])
+  fake_trees.write_casme2_tree(tmp_path / "c", [dict(ROWS[0], frames=[1, 2])])
   with pytest.raises(datasets.DatasetError, match=r"none of frames 46..54 .*numbered 1..2"):
     datasets.load_index("casme2", tmp_path / "c")
-  fakes.write_casme2_tree(tmp_path / "d", [dict(ROWS[0], frames=[])])
+  fake_trees.write_casme2_tree(tmp_path / "d", [dict(ROWS[0], frames=[])])
   with pytest.raises(datasets.DatasetError, match="EP02_01f' holds no frame images"):
     datasets.load_index("casme2", tmp_path / "d")
   os.makedirs(tmp_path / "e")
-  fakes.write_casme2_coding(tmp_path / "e" / "CASME2-coding-20190701.xlsx", ROWS[:1])
+  fake_trees.write_casme2_coding(tmp_path / "e" / "CASME2-coding-20190701.xlsx", ROWS[:1])
   with pytest.raises(datasets.DatasetError, match=r"no frames folder .*'Cropped'"):
     datasets.load_index("casme2", tmp_path / "e")
 

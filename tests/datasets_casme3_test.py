@@ -5,7 +5,7 @@ import openpyxl
 import pytest
 
 from cmnet_jax import datasets
-from cmnet_jax.datasets import fakes
+from cmnet_jax.testing import fake_trees
 
 ROWS = [
     dict(subject="spNO.1", filename="a", onset=355, apex=358, offset=361, action_units="L4+R12",
@@ -34,7 +34,7 @@ ROWS = [
 @pytest.fixture(scope="module", params=[True, False], ids=["clip_release", "videos"])
 def tree(request, tmp_path_factory):
   root = tmp_path_factory.mktemp("casme3")
-  return fakes.write_casme3_tree(root, ROWS, clip_release=request.param)
+  return fake_trees.write_casme3_tree(root, ROWS, clip_release=request.param)
 
 
 def test_cells_are_text(tree):

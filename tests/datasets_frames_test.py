@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from cmnet_jax import datasets
-from cmnet_jax.datasets import fakes
+from cmnet_jax.testing import fake_trees
 from cmnet_jax.datasets import frames
 
 
@@ -53,7 +53,7 @@ def test_bad_arguments():
 
 
 def make_record(tmp_path, numbers, *, suffix="jpg", grey=False, apex=None):
-  paths = fakes.write_frames(tmp_path, numbers, "img{}." + suffix, size=(12, 10), grey=grey)
+  paths = fake_trees.write_frames(tmp_path, numbers, "img{}." + suffix, size=(12, 10), grey=grey)
   apex = numbers[len(numbers) // 2] if apex is None else apex
   return datasets.ClipRecord("casme2", "sub01", "EP01", tuple(paths), numbers[0], apex,
                              numbers[-1], "happiness", 0, "12", tuple(numbers))
@@ -67,7 +67,7 @@ def test_load_clip_order_size_and_grey(tmp_path):
   for t, pos in enumerate(positions):
     ref = Image.open(record.frame_paths[pos]).convert("RGB").resize((8, 8), Image.BILINEAR)
     np.testing.assert_array_equal(clip[t], np.asarray(ref))
-    assert clip[t, 0, 0, 0] == fakes.frame_value(46 + pos)
+    assert clip[t, 0, 0, 0] == fake_trees.frame_value(46 + pos)
 
 
 def test_load_clip_short_jpeg_clip_repeats_frames(tmp_path):
@@ -76,14 +76,15 @@ def test_load_clip_short_jpeg_clip_repeats_frames(tmp_path):
                                   rng=np.random.default_rng(1))
   levels = clip[:, 5, 5, 0].astype(int)
   assert clip.shape == (9, 12, 12, 3) and apex == 4
-  assert abs(levels[0] - fakes.frame_value(7)) <= 2 and abs(levels[4] - fakes.frame_value(8)) <= 2
-  assert abs(levels[-1] - fakes.frame_value(9)) <= 2
+  assert abs(levels[0] - fake_trees.frame_value(7)) <= 2
+  assert abs(levels[4] - fake_trees.frame_value(8)) <= 2
+  assert abs(levels[-1] - fake_trees.frame_value(9)) <= 2
 
 
 def test_read_frames_takes_given_positions(tmp_path):
   record = make_record(tmp_path, [3, 4, 5, 6], suffix="bmp")
   clip = frames.read_frames(record, np.array([3, 0, 0]), image_size=10)
-  assert list(clip[:, 0, 0, 0]) == [fakes.frame_value(n) for n in (6, 3, 3)]
+  assert list(clip[:, 0, 0, 0]) == [fake_trees.frame_value(n) for n in (6, 3, 3)]
   with pytest.raises(datasets.DatasetError, match=r"positions \[4\] outside its 4 frames"):
     frames.read_frames(record, np.array([4]), image_size=10)
 
@@ -100,7 +101,7 @@ def test_missing_and_corrupt_frames(tmp_path):
 
 
 def test_frame_numbers_ignore_padding(tmp_path):
-  fakes.write_frames(tmp_path, [9, 10, 100], "006_{:05d}.jpg")
-  fakes.write_frames(tmp_path, [8], "006_{:04d}.jpg")
+  fake_trees.write_frames(tmp_path, [9, 10, 100], "006_{:05d}.jpg")
+  fake_trees.write_frames(tmp_path, [8], "006_{:04d}.jpg")
   (tmp_path / "Thumbs.db").write_bytes(b"")
   assert [n for n, _ in frames.list_frames(str(tmp_path))] == [8, 9, 10, 100]

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from cmnet_jax import datasets
-from cmnet_jax.datasets import fakes
+from cmnet_jax.testing import fake_trees
 
 CASME2 = [
     dict(subject=1, filename="EP02_01f", onset=46, apex=50, offset=54, action_units=12,
@@ -31,10 +31,10 @@ CSV = [("casme2", "sub01", "EP02_01f", 1), ("casme2", "sub01", "EP03_02", 0),
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
   root = str(tmp_path_factory.mktemp("megc"))
-  fakes.write_casme2_tree(os.path.join(root, "CASME2"), CASME2)
-  fakes.write_samm_tree(os.path.join(root, "SAMM"), SAMM)
-  fakes.write_smic_tree(os.path.join(root, "SMIC"), SMIC)
-  fakes.write_megc2019_csv(os.path.join(root, "combined_3class_gt.csv"), CSV)
+  fake_trees.write_casme2_tree(os.path.join(root, "CASME2"), CASME2)
+  fake_trees.write_samm_tree(os.path.join(root, "SAMM"), SAMM)
+  fake_trees.write_smic_tree(os.path.join(root, "SMIC"), SMIC)
+  fake_trees.write_megc2019_csv(os.path.join(root, "combined_3class_gt.csv"), CSV)
   return root
 
 
@@ -60,12 +60,12 @@ def test_membership_and_labels_come_from_the_csv(tree):
 
 def test_part_overrides_and_bad_rows(tree, tmp_path):
   os.symlink(os.path.join(tree, "SAMM"), tmp_path / "samm_v2")
-  fakes.write_megc2019_csv(tmp_path / "combined_3class_gt.csv", [("samm", "6", "006_1_2", 0)])
+  fake_trees.write_megc2019_csv(tmp_path / "combined_3class_gt.csv", [("samm", "6", "006_1_2", 0)])
   index = datasets.load_index("megc2019", tmp_path, samm="samm_v2")
   assert [c.clip_id for c in index.clips] == ["006_1_2"]
   with pytest.raises(datasets.DatasetError, match=r"lists samm clips but the folder .*SAMM'"):
     datasets.load_index("megc2019", tmp_path)
-  fakes.write_megc2019_csv(tmp_path / "combined_3class_gt.csv", [("samm", "6", "006_1_2", 3)])
+  fake_trees.write_megc2019_csv(tmp_path / "combined_3class_gt.csv", [("samm", "6", "006_1_2", 3)])
   with pytest.raises(datasets.DatasetError, match=r"line 1: expected 'database,subject"):
     datasets.load_index("megc2019", tmp_path, samm="samm_v2")
   os.remove(tmp_path / "combined_3class_gt.csv")

@@ -5,7 +5,7 @@ import openpyxl
 import pytest
 
 from cmnet_jax import datasets
-from cmnet_jax.datasets import fakes
+from cmnet_jax.testing import fake_trees
 
 ROWS = [
     dict(subject="006", filename="006_1_2", onset=5562, apex=5566, offset=5570,
@@ -30,7 +30,7 @@ DIGITS = {"006": 5, "007": 4, "011": 5, "020": 4, "026": 4}
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-  return fakes.write_samm_tree(tmp_path_factory.mktemp("samm"), ROWS, digits=DIGITS)
+  return fake_trees.write_samm_tree(tmp_path_factory.mktemp("samm"), ROWS, digits=DIGITS)
 
 
 def test_coding_sheet_layout(tree):
@@ -64,7 +64,7 @@ def test_three_classes(tree):
 
 
 def test_header_on_row_one_and_wrong_header(tmp_path):
-  fakes.write_samm_tree(tmp_path, ROWS[:2], preamble=False)
+  fake_trees.write_samm_tree(tmp_path, ROWS[:2], preamble=False)
   assert len(datasets.load_index("samm", tmp_path).clips) == 2
   path = tmp_path / "SAMM_Micro_FACS_Codes_v2.xlsx"
   book = openpyxl.load_workbook(path)
@@ -80,6 +80,6 @@ def test_header_on_row_one_and_wrong_header(tmp_path):
 
 
 def test_unknown_emotion(tmp_path):
-  fakes.write_samm_tree(tmp_path, [dict(ROWS[0], emotion="Angry")])
+  fake_trees.write_samm_tree(tmp_path, [dict(ROWS[0], emotion="Angry")])
   with pytest.raises(datasets.DatasetError, match="006/006_1_2 has unknown emotion 'Angry'"):
     datasets.load_index("samm", tmp_path)

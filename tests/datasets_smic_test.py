@@ -4,7 +4,7 @@ import os
 import pytest
 
 from cmnet_jax import datasets
-from cmnet_jax.datasets import fakes
+from cmnet_jax.testing import fake_trees
 
 CLIPS = [
     dict(subject="s1", emotion="negative", clip="s1_ne_01", frames=range(559740, 559751)),
@@ -17,7 +17,7 @@ CLIPS = [
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-  return fakes.write_smic_tree(tmp_path_factory.mktemp("smic"), CLIPS)
+  return fake_trees.write_smic_tree(tmp_path_factory.mktemp("smic"), CLIPS)
 
 
 def test_index(tree):
@@ -43,13 +43,13 @@ def test_index(tree):
 
 
 def test_raw_tree_and_errors(tmp_path):
-  fakes.write_smic_tree(tmp_path / "raw", CLIPS[:2], cropped=False, non_micro=False)
+  fake_trees.write_smic_tree(tmp_path / "raw", CLIPS[:2], cropped=False, non_micro=False)
   index = datasets.load_index("smic", tmp_path / "raw")
   assert os.path.basename(index.clips[0].frame_paths[0]) == "image559740.bmp"
-  fakes.write_smic_tree(tmp_path / "bad", [dict(CLIPS[0], emotion="angry")])
+  fake_trees.write_smic_tree(tmp_path / "bad", [dict(CLIPS[0], emotion="angry")])
   with pytest.raises(datasets.DatasetError, match="s1/s1_ne_01 has unknown emotion 'angry'"):
     datasets.load_index("smic", tmp_path / "bad")
-  fakes.write_smic_tree(tmp_path / "empty", [dict(CLIPS[0], frames=[])])
+  fake_trees.write_smic_tree(tmp_path / "empty", [dict(CLIPS[0], frames=[])])
   with pytest.raises(datasets.DatasetError, match="s1_ne_01' holds no frame images"):
     datasets.load_index("smic", tmp_path / "empty")
   with pytest.raises(datasets.DatasetError, match="unknown class scheme '5class'"):

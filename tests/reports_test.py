@@ -13,6 +13,7 @@ from sklearn import metrics as skm
 
 from cmnet_jax import metrics
 from cmnet_jax import reports
+from cmnet_jax.testing import megc_log
 
 
 def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
@@ -84,7 +85,7 @@ def test_predictions_txt_megc_format(tmp_path):
   lines = path.read_text().splitlines()
   assert lines == ["casme2 sub01", "EP02_01f 1 1", "EP09f 2 2", "samm 6", "006_1_2 0 2",
                    "006_1_3 0 0", "smic s01", "s01_ne_01 0 1"]
-  back = reports.read_predictions_txt(path)
+  back = megc_log.read_predictions_txt(path)
   order = [0, 2, 1, 3, 4]
   assert back["filename"] == [files[i] for i in order]
   assert back["database"] == [dbs[i] for i in order] and back["subject"] == [subs[i] for i in order]
@@ -95,7 +96,7 @@ def test_predictions_txt_megc_format(tmp_path):
   bad = tmp_path / "bad.txt"
   bad.write_text("casme2 sub01\nEP02_01f one 1\n")
   with pytest.raises(ValueError, match="line 2"):
-    reports.read_predictions_txt(bad)
+    megc_log.read_predictions_txt(bad)
 
 
 def test_spearman_against_scipy():

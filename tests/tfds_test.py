@@ -12,7 +12,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from cmnet_jax import datasets
-from cmnet_jax.datasets import fakes, frames, synthetic
+from cmnet_jax.datasets import frames, synthetic
+from cmnet_jax.testing import fake_trees
 from cmnet_jax.datasets import tfds as mer_tfds
 from configs import common
 
@@ -44,18 +45,18 @@ MEGC = [("casme2", "sub01", "EP02_01f", 1), ("smic", "s01", "s01_ne_01", 0),
 def write_tree(name, root):
   root = str(root)
   if name == "casme2":
-    fakes.write_casme2_tree(root, CASME2)
+    fake_trees.write_casme2_tree(root, CASME2)
   elif name == "samm":
-    fakes.write_samm_tree(root, SAMM)
+    fake_trees.write_samm_tree(root, SAMM)
   elif name == "smic":
-    fakes.write_smic_tree(root, SMIC)
+    fake_trees.write_smic_tree(root, SMIC)
   elif name == "casme3":
-    fakes.write_casme3_tree(root, CASME3)
+    fake_trees.write_casme3_tree(root, CASME3)
   else:
-    fakes.write_casme2_tree(os.path.join(root, "CASME2"), CASME2)
-    fakes.write_samm_tree(os.path.join(root, "SAMM"), SAMM)
-    fakes.write_smic_tree(os.path.join(root, "SMIC"), SMIC)
-    fakes.write_megc2019_csv(os.path.join(root, "combined_3class_gt.csv"), MEGC)
+    fake_trees.write_casme2_tree(os.path.join(root, "CASME2"), CASME2)
+    fake_trees.write_samm_tree(os.path.join(root, "SAMM"), SAMM)
+    fake_trees.write_smic_tree(os.path.join(root, "SMIC"), SMIC)
+    fake_trees.write_megc2019_csv(os.path.join(root, "combined_3class_gt.csv"), MEGC)
   return root
 
 
@@ -85,7 +86,7 @@ def test_database_builder_matches_reader(name, tmp_path):
     positions, _ = frames.sample_frame_indices(len(record.frame_paths), record.apex_index, T)
     numbers = [frames.frame_number(record.frame_paths[p]) for p in positions]
     # The fake frames are flat images whose grey level encodes their frame number.
-    expected = np.array([fakes.frame_value(n) for n in numbers], float)[:, None, None, None]
+    expected = np.array([fake_trees.frame_value(n) for n in numbers], float)[:, None, None, None]
     np.testing.assert_allclose(got["frames"][i], np.broadcast_to(expected, got["frames"][i].shape),
                                atol=2)
 

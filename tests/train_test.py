@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from cmnet_jax import reports
+from cmnet_jax.testing import megc_log
 from cmnet_jax import train
 from cmnet_jax import train_step
 from configs import tiny
@@ -61,7 +61,7 @@ def test_outputs_and_metrics_match_sklearn(reference):
                "intensity_curves.png", "training_curves.png", "config.json"):
     assert (workdir / name).is_file(), name
   assert list((workdir / "tensorboard").iterdir())
-  pred = reports.read_predictions_txt(workdir / "predictions.txt")
+  pred = megc_log.read_predictions_txt(workdir / "predictions.txt")
   on_disk = json.loads((workdir / "results.json").read_text())
   labels, preds = np.array(pred["label"]), np.array(pred["prediction"])
   assert len(set(zip(pred["subject"], pred["filename"]))) == len(labels) == 15

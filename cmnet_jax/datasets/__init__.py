@@ -1,4 +1,4 @@
-"""Micro-expression databases: real-format readers, LOSO folds, frame sampling, fake trees.
+"""Micro-expression databases: real-format readers, LOSO folds, frame sampling.
 
 Public names are imported lazily (on first attribute access) so that `import cmnet_jax.datasets`
 stays cheap and never pulls in optional modules (the synthetic generator, the TFDS builders).
@@ -7,8 +7,7 @@ stays cheap and never pulls in optional modules (the synthetic generator, the TF
 >>> callable(ds.load_index) and callable(ds.loso_folds)
 True
 """
-import importlib
-from typing import Any
+from cmnet_jax import lazy
 
 _LAZY = {
     "ClipRecord": "index",
@@ -22,15 +21,4 @@ _LAZY = {
     "sample_frame_indices": "frames",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-  if name in _LAZY:
-    module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
-    return getattr(module, name)
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-  return sorted(list(globals()) + __all__)
+__getattr__, __dir__, __all__ = lazy.exports(__name__, _LAZY)

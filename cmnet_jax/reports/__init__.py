@@ -12,14 +12,12 @@ Public names load lazily, so importing the package does not import matplotlib or
 >>> callable(reports.write_results_json) and callable(reports.Progress)
 True
 """
-import importlib
-from typing import Any
+from cmnet_jax import lazy
 
 _LAZY = {
     "FINAL_EPOCH_LABEL": "files",
     "ORACLE_LABEL": "files",
     "atomic_write": "files",
-    "read_predictions_txt": "files",
     "to_jsonable": "files",
     "write_per_subject_csv": "files",
     "write_predictions_txt": "files",
@@ -34,14 +32,4 @@ _LAZY = {
     "format_results_table": "terminal",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-  if name in _LAZY:
-    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-  return sorted(list(globals()) + __all__)
+__getattr__, __dir__, __all__ = lazy.exports(__name__, _LAZY)

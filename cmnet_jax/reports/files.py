@@ -171,25 +171,3 @@ def write_predictions_txt(path: str | os.PathLike, databases: Sequence[str],
                  for (db, sub), lines in folds.items())
   return atomic_write(path, text)
 
-
-def read_predictions_txt(path: str | os.PathLike) -> dict[str, list]:
-  """Parses a MEGC log back into columns `database, subject, filename, label, prediction`."""
-  out: dict[str, list] = {k: [] for k in ("database", "subject", "filename", "label",
-                                          "prediction")}
-  fold = None
-  for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
-    tokens = line.split()
-    if len(tokens) == 2:
-      fold = tokens
-    elif len(tokens) == 3 and fold is not None:
-      try:
-        gt, pred = int(tokens[1]), int(tokens[2])
-      except ValueError:
-        raise ValueError(f"{path} line {number}: expected '<filename> <gt> <pred>' with integer "
-                         f"classes, got {line!r}") from None
-      for k, v in zip(out, fold + [tokens[0], gt, pred]):
-        out[k].append(v)
-    elif tokens:
-      raise ValueError(f"{path} line {number}: expected '<db> <subject>' or "
-                       f"'<filename> <gt> <pred>' (after a fold line), got {line!r}")
-  return out

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image
 
-from cmnet_jax.datasets import fakes
+from cmnet_jax.datasets import writers
 from cmnet_jax.datasets.synthetic import expressions, faces
 
 CODING_FILE = "CASME2-coding-20190701.xlsx"
@@ -198,7 +198,7 @@ def write_tree(settings: Mapping[str, Any], root: str) -> dict[str, int]:
                        offset=int(numbers[-1]), action_units=plan.expression.action_units,
                        emotion=plan.expression.emotion,
                        objective_class=expressions.objective_class(plan.expression)))
-  fakes.write_casme2_coding(os.path.join(root, CODING_FILE), rows, objective_class=True)
+  writers.write_casme2_coding(os.path.join(root, CODING_FILE), rows, objective_class=True)
   return {"clips": len(plans), "frames": n_frames}
 
 

@@ -1,87 +1,28 @@
-"""Writers of small fake database trees in each database's real layout and file format.
+"""Fake database trees in each database's real layout and file format, for tests.
 
-Every real database is licence-restricted, so tests (and the synthetic generator) write their own
-copies with the same folder and file naming, sheet names, header rows, cell types and quirks as
-the originals (see docs/DATASETS.md). Nothing here reads a real file.
+Every real database is licence-restricted, so the tests write small copies with the same folder
+and file naming, sheet names, header rows, cell types and quirks as the originals
+(docs/datasets.md). Nothing here reads a real file. The CASME II coding sheet writer is the
+library's own (`cmnet_jax.datasets.writers`, also used by the synthetic generator).
+
+    from cmnet_jax.testing import fake_trees
+    fake_trees.write_casme2_tree(tmp_path, [dict(subject=1, filename='EP02_01f', onset=46,
+        apex=50, offset=54, action_units=12, emotion='happiness', objective_class=1)])
 """
 import os
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-import openpyxl
 from PIL import Image
+
+from cmnet_jax.datasets.writers import CASME2_HEADER, excel_au, padded_text, write_sheet
+from cmnet_jax.datasets.writers import write_casme2_coding
 
 PathLike = str | os.PathLike
 
-CASME2_HEADER = ("Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,
-                 "Action Units", "Estimated Emotion")
-
-
-def _excel_au(value: Any) -> Any:
-  """Action Units as Excel holds them: a plain number is an int cell, anything else text."""
-  if isinstance(value, str) and value.strip().isdigit():
-    return int(value.strip())
-  return value
-
-
-def _padded_text(subject: Any, width: int) -> str:
-  """'1', 1 or 'sub01' -> zero-padded text such as '01' (the real sheets store text cells)."""
-  text = str(subject).strip()
-  if text.lower().startswith("sub"):
-    text = text[3:]
-  return text.zfill(width) if text.isdigit() else text
-
-
-def write_casme2_coding(path: PathLike, rows: Sequence[Mapping[str, Any]], *,
-                        objective_class: bool = True) -> str:
-  """Writes a CASME II coding workbook exactly like `CASME2-coding-20190701.xlsx`.
-
-  Sheet `Sheet1`, header on row 1:
-  `Subject | Filename | <empty> | OnsetFrame | ApexFrame | OffsetFrame | <empty> |
-  Action Units | Estimated Emotion [| Objective Classes]`.
-  `Subject` is written as zero-padded *text* ('01'), the apex may be the string '/', and
-  `Action Units` holds an int cell for a single AU (4) and text otherwise ('4+7+L10').
-
-  Args:
-    path: the .xlsx file to write (parent folders are created).
-    rows: dicts with keys subject (int or text, e.g. 1, '01', 'sub01'), filename, onset, apex
-      (int or '/'), offset, action_units, emotion and, if `objective_class`, objective_class.
-    objective_class: whether to write the optional last column `Objective Classes`.
-
-  Returns:
-    The path written, as a string.
-
-  >>> import tempfile, os, openpyxl
-  >>> p = os.path.join(tempfile.mkdtemp(), 'CASME2-coding-20190701.xlsx')
-  >>> _ = write_casme2_coding(p, [dict(subject=1, filename='EP02_01f', onset=46, apex='/',
-  ...     offset=86, action_units='12', emotion='happiness', objective_class=1)])
-  >>> [c.value for c in openpyxl.load_workbook(p)['Sheet1'][2]]
-  ['01', 'EP02_01f', None, 46, '/', 86, None, 12, 'happiness', 1]
-  """
-  header = CASME2_HEADER + (("Objective Classes",) if objective_class else ())
-  body = []
-  for i, row in enumerate(rows):
-    try:
-      values = [_padded_text(row["subject"], 2), row["filename"], None, row["onset"], row["apex"],
-                row["offset"], None, _excel_au(row["action_units"]), row["emotion"]]
-      if objective_class:
-        values.append(row["objective_class"])
-    except KeyError as e:
-      raise KeyError(f"write_casme2_coding: row {i} lacks key {e}") from None
-    body.append(values)
-  return _write_sheet(path, "Sheet1", [list(header)] + body)
-
-
-def _write_sheet(path: PathLike, sheet: str, table: Iterable[Sequence[Any]]) -> str:
-  """Writes one sheet, cell types as given (str stays text, int stays a number)."""
-  os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-  book = openpyxl.Workbook()
-  ws = book.active
-  ws.title = sheet
-  for values in table:
-    ws.append(list(values))
-  book.save(os.fspath(path))
-  return os.fspath(path)
+__all__ = ["CASME2_HEADER", "frame_value", "write_casme2_coding", "write_casme2_tree",
+           "write_casme3_coding", "write_casme3_tree", "write_frames", "write_image",
+           "write_megc2019_csv", "write_samm_coding", "write_samm_tree", "write_smic_tree"]
 
 
 def write_image(path: PathLike, image: np.ndarray) -> str:
@@ -159,11 +100,11 @@ def write_samm_coding(path: PathLike, rows: Sequence[Mapping[str, Any]], *,
   table.append(list(SAMM_HEADER))
   for row in rows:
     r = len(table) + 1
-    table.append([_padded_text(row["subject"], 3), row["filename"],
+    table.append([padded_text(row["subject"], 3), row["filename"],
                   int(row["filename"].split("_")[1]), row["onset"], row["apex"], row["offset"],
-                  f"=F{r}-D{r}+1", "Micro - 1/2", _excel_au(row["action_units"]), row["emotion"],
+                  f"=F{r}-D{r}+1", "Micro - 1/2", excel_au(row["action_units"]), row["emotion"],
                   row.get("objective_class", 1), row.get("notes")])
-  return _write_sheet(path, "MICRO_ONLY", table)
+  return write_sheet(path, "MICRO_ONLY", table)
 
 
 def write_samm_tree(root: PathLike, rows: Sequence[Mapping[str, Any]], *,
@@ -177,7 +118,7 @@ def write_samm_tree(root: PathLike, rows: Sequence[Mapping[str, Any]], *,
   root = os.fspath(root)
   for row in rows:
     if row.get("write", True):
-      subject = _padded_text(row["subject"], 3)
+      subject = padded_text(row["subject"], 3)
       pad = (digits or {}).get(subject, 5)
       write_frames(os.path.join(root, "SAMM", subject, row["filename"]), _span(row),
                    subject + "_{:0%dd}.jpg" % pad, size=size, grey=True)
@@ -214,7 +155,7 @@ def write_casme3_coding(path: PathLike, rows: Sequence[Mapping[str, Any]]) -> st
     table.append([str(row[k]) for k in ("subject", "filename", "onset", "apex", "offset",
                                         "action_units")] + [str(row.get("objective_class", 1)),
                                                             str(row["emotion"])])
-  return _write_sheet(path, "label", table)
+  return write_sheet(path, "label", table)
 
 
 def write_casme3_tree(root: PathLike, rows: Sequence[Mapping[str, Any]], *,
