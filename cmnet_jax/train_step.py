@@ -97,51 +97,42 @@ def init_fold_states(init_one: Callable[[jnp.ndarray], TrainState], fold_rngs) -
   return jax.tree.map(lambda *xs: np.stack(xs), *states)
 
 
-def frame_differences(clips: jnp.ndarray) -> jnp.ndarray:
-  """Mean absolute pixel difference between every pair of frames: `[B, T, H, W, C] -> [B, T, T]`."""
-  flat = clips.reshape(clips.shape[:2] + (-1,))
-  return jnp.mean(jnp.abs(flat[:, :, None, :] - flat[:, None, :, :]), axis=-1)
-
-
 def make_loss_fn(model, config: ml_collections.ConfigDict) -> Callable:
-  """`loss_fn(params, clips, labels, apex, rng) -> (total, (terms, logits))` for one batch."""
+  """`loss_fn(params, clips, labels, apex, rng) -> (total, (logs, logits))` for one batch.
+
+  The objective's terms come from the registry (`cmnet_jax.losses.TERMS`): every term with a
+  non-zero coefficient in `config.loss` (and every diagnostic term) is computed from the same
+  `StepInputs`, and `logs` holds each term's mean and metrics.
+  """
   lc = config.loss
-  coef = losses.coefficients_from_config(lc)  # terms with a zero coefficient are not computed
-  objective = losses.make_objective({k: v for k, v in coef.items() if v})
+  objective = losses.make_objective(losses.terms.objective_coefficients(lc))
+  losses.terms.active_terms(lc)  # raises now, not at trace time, if a term's keys are missing
 
   def loss_fn(params, clips, labels, apex, rng):
-    k_drop, k_pos, k_neg, k_proto = jax.random.split(rng, 4)
+    key = losses.terms.stream_keys(rng)
     variables = {"params": params}
-    out = model.apply(variables, clips, train=True, rngs={"dropout": k_drop})
-    terms = {"ce": losses.softmax_cross_entropy(out.logits, labels,
-                                                label_smoothing=lc.label_smoothing)}
-    if coef["id"]:
+    out = model.apply(variables, clips, train=True, rngs={"dropout": key("dropout")})
+
+    def positive_embeddings():
       # Positive view of frame t: photometric augmentation of frame t; its onset reference gets
       # the same draw (same key per (clip, frame)), so the onset difference stays a motion signal.
-      views = augment.positive_views(k_pos, clips, config.augment)
+      views = augment.positive_views(key("positives"), clips, config.augment)
       reference = None
       if config.model.input_mode != "raw":
-        reference = augment.positive_views(k_pos, jnp.broadcast_to(clips[:, :1], clips.shape),
-                                           config.augment)
+        reference = augment.positive_views(
+            key("positives"), jnp.broadcast_to(clips[:, :1], clips.shape), config.augment)
       _, positives = model.apply(variables, views, train=True, reference=reference,
                                  method="intensity_branch")
-      mask = losses.sample_negatives(
-          k_neg, frame_differences(clips), strategy=lc.id_strategy,
-          num_negatives=lc.id_num_negatives, temperature=lc.id_sampling_temperature)
-      terms["id"] = losses.intensity_distillation_loss(
-          out.intensity_embeddings, positives, out.intensity_embeddings, mask,
-          temperature=lc.id_temperature)
-    if coef["wilcoxon"]:
-      num_frames = clips.shape[1]
-      mean, std = jax.vmap(lambda a: losses.intensity_prototype(
-          num_frames, a, epsilon=lc.prototype_epsilon, sigma_floor=lc.prototype_sigma_floor))(apex)
-      draws = losses.sample_prototype(k_proto, mean[:, None], std[:, None],
-                                      (clips.shape[0], lc.w_draws_per_frame, num_frames))
-      terms["wilcoxon"] = losses.wilcoxon_loss(
-          out.intensities.astype(jnp.float32), draws, margin=lc.w_margin,
-          temperature=lc.w_temperature, segments=lc.w_segments, apex_index=apex,
-          chunk_size=lc.w_chunk_size or None)
-    total, logs = objective(terms)
+      return positives
+
+    def prototype():
+      return jax.vmap(lambda a: losses.intensity_prototype(
+          clips.shape[1], a, epsilon=lc.prototype_epsilon,
+          sigma_floor=lc.prototype_sigma_floor))(apex)
+
+    step = losses.StepInputs(clips=clips, labels=labels, apex=apex, output=out, key=key,
+                             positive_embeddings=positive_embeddings, prototype=prototype)
+    total, logs = losses.terms.evaluate_terms(step, lc, objective)
     return total, (logs, out.logits)
 
   return loss_fn

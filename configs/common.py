@@ -50,23 +50,17 @@ def augment_config() -> ml_collections.ConfigDict:
 
 
 def loss_config() -> ml_collections.ConfigDict:
-  """Coefficients and hyper-parameters of the CMNet objective."""
+  """Coefficients and hyper-parameters of the objective, derived from the registered loss terms.
+
+  Every key comes from `cmnet_jax.losses.TERMS` (each term's `lambda_*` coefficient and its
+  options, documented in its declaration, e.g. `cmnet_jax/losses/cmnet_terms.py`) and
+  `losses.SHARED_OPTIONS`; `python -c "from cmnet_jax import losses; print(losses.terms.describe())"`
+  lists them. Register a new term before building the config and its keys appear here.
+  """
+  from cmnet_jax import losses  # pylint: disable=g-import-not-at-top
   c = ml_collections.ConfigDict()
-  c.lambda_id = 0.1
-  c.lambda_w = 0.1
-  c.lambda_ce = 1.0
-  c.id_strategy = "difference"      # 'all' | 'uniform' | 'difference'
-  c.id_num_negatives = 4
-  c.id_temperature = 0.1            # InfoNCE tau
-  c.id_sampling_temperature = 1.0   # softmax temperature of the 'difference' strategy
-  c.w_margin = 0.05
-  c.w_temperature = 0.1             # smooth-rank temperature (inputs standardised)
-  c.w_segments = "whole"            # 'whole' | 'split'
-  c.w_draws_per_frame = 1           # prototype draws per frame position (R); T * R per clip
-  c.w_chunk_size = 0                # 0 = pairwise O(T^2) form; e.g. 128 for long clips
-  c.prototype_epsilon = 0.1
-  c.prototype_sigma_floor = 0.01
-  c.label_smoothing = 0.0
+  for key, option in losses.config_entries().items():
+    c[key] = option.default
   return c
 
 

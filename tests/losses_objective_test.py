@@ -71,12 +71,3 @@ def test_objective_errors_and_zero_coefficients():
     objective({"ce": jnp.array([1.0]), "wilcoxon": jnp.array([1.0])})
   with pytest.raises(ValueError, match="where has shape"):
     objective({"ce": jnp.array([1.0, 2.0])}, jnp.array([True]))
-
-
-def test_registry_and_config_keys():
-  assert set(losses.LOSSES) == set(losses.TERM_NAMES) == {"id", "wilcoxon", "ce"}
-  assert losses.LOSSES["wilcoxon"] is losses.wilcoxon_loss
-  config = common.loss_config()
-  assert losses.coefficients_from_config(config) == {
-      "id": config.lambda_id, "wilcoxon": config.lambda_w, "ce": config.lambda_ce}
-  assert set(losses.__all__) <= set(dir(losses))

@@ -10,6 +10,23 @@ from cmnet_jax.losses import validation
 STRATEGIES = ("all", "uniform", "difference")
 
 
+def frame_differences(clips: jax.Array) -> jax.Array:
+  """Mean absolute pixel difference between every pair of frames: `[B, T, H, W, C] -> [B, T, T]`.
+
+  uint8 clips are compared in [0, 1] units (divided by 255).
+
+  >>> import jax.numpy as jnp
+  >>> clips = jnp.stack([jnp.zeros((2, 2, 3)), jnp.full((2, 2, 3), 0.5)])[None]
+  >>> frame_differences(clips)[0].tolist()
+  [[0.0, 0.5], [0.5, 0.0]]
+  """
+  clips = jnp.asarray(clips)
+  if clips.dtype == jnp.uint8:
+    clips = clips.astype(jnp.float32) / 255.0
+  flat = clips.reshape(clips.shape[:2] + (-1,))
+  return jnp.mean(jnp.abs(flat[:, :, None, :] - flat[:, None, :, :]), axis=-1)
+
+
 def sample_negatives(
     rng: jax.Array,
     frame_differences: jax.Array,

@@ -1,19 +1,12 @@
 """A small factory combining named loss terms with a coefficient vector."""
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 
-# Term name -> the `loss` config key holding its coefficient (configs/common.py).
-COEFFICIENT_KEYS = {"id": "lambda_id", "wilcoxon": "lambda_w", "ce": "lambda_ce"}
-TERM_NAMES = tuple(COEFFICIENT_KEYS)
+from cmnet_jax.losses.terms import TERMS
 
 Objective = Callable[..., Tuple[jax.Array, Dict[str, jax.Array]]]
-
-
-def coefficients_from_config(loss_config: Any) -> Dict[str, float]:
-  """`{'id': lambda_id, 'wilcoxon': lambda_w, 'ce': lambda_ce}` read from the `loss` config block."""
-  return {name: float(loss_config[key]) for name, key in COEFFICIENT_KEYS.items()}
 
 
 def make_objective(coefficients: Mapping[str, float]) -> Objective:
@@ -24,7 +17,7 @@ def make_objective(coefficients: Mapping[str, float]) -> Objective:
   supplied term name to its mean (for logging). A term whose coefficient is 0 may be left out.
 
   Args:
-    coefficients: term name -> lambda; names among 'id', 'wilcoxon', 'ce'.
+    coefficients: term name -> lambda; names of registered terms (`TERMS`).
 
   Returns:
     the objective function; it raises ValueError for unknown or missing terms, or bad shapes.
@@ -36,10 +29,10 @@ def make_objective(coefficients: Mapping[str, float]) -> Objective:
     >>> round(float(total), 4), sorted(means)
     (2.1, ['ce', 'wilcoxon'])
   """
-  unknown = sorted(set(coefficients) - set(TERM_NAMES))
+  unknown = sorted(set(coefficients) - set(TERMS))
   if unknown:
     raise ValueError(f"make_objective: unknown term name(s) {unknown}; expected names among "
-                     f"{TERM_NAMES}.")
+                     f"{tuple(TERMS)} (register a new term with losses.register_term).")
   weights = {name: float(value) for name, value in coefficients.items()}
 
   def objective(terms: Mapping[str, jax.Array],
