@@ -64,3 +64,23 @@ def test_read_table_finds_the_header_and_keeps_cell_types(tmp_path):
   assert spreadsheet.as_int(spreadsheet.cell(rows[1], "Onset Frame")) == 13
   with pytest.raises(datasets.DatasetError, match=r"header on row 3 lacks columns \['Apex'\]"):
     spreadsheet.read_table(tmp_path / "t.xlsx", sheet="MICRO_ONLY", required=["Apex"])
+
+
+def test_each_database_is_declared_once_and_everything_derives_from_it():
+  from cmnet_jax.datasets import registry, sources
+  from cmnet_jax.datasets import tfds as mer_tfds
+  declared = registry.databases()
+  assert sorted(declared) == ["casme2", "casme3", "megc2019", "samm", "smic"]
+  assert sorted(mer_tfds.BUILDERS) == sorted(declared) + ["synthetic"]
+  for name, info in declared.items():
+    assert info.name == name and info.default_classes in info.schemes
+    builder = mer_tfds.BUILDERS[name]
+    assert builder.name == f"cmnet_{name}" and builder.DEFAULT_CLASSES == info.default_classes
+    assert builder.class_names() == info.class_names()
+    assert "http" in info.request and info.request in builder.MANUAL_DOWNLOAD_INSTRUCTIONS
+    assert info.request in sources.describe(name) and name in sources.SOURCES
+    for entry in info.layout:
+      assert entry in builder.MANUAL_DOWNLOAD_INSTRUCTIONS and entry in sources.describe(name)
+  assert "https://helward.mmu.ac.uk/STAFF/M.Yap/dataset.php" in sources.describe("samm")
+  with pytest.raises(datasets.DatasetError, match="unknown class scheme '9class'.*'5class'"):
+    declared["casme2"].class_names("9class")

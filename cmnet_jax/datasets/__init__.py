@@ -15,7 +15,7 @@ _LAZY = {
     "DatasetIndex": "index",
     "Fold": "index",
     "Skipped": "index",
-    "load_index": "index",
+    "load_index": "registry",
     "loso_folds": "index",
     "load_clip": "frames",
     "sample_frame_indices": "frames",

@@ -9,7 +9,7 @@ import re
 
 from cmnet_jax.datasets import coding
 from cmnet_jax.datasets import frames as frames_lib
-from cmnet_jax.datasets import index as index_lib
+from cmnet_jax.datasets import registry
 from cmnet_jax.datasets import spreadsheet
 
 NAME = "casme2"
@@ -25,6 +25,13 @@ SCHEMES = {
     "3class": [("negative", ("disgust", "repression")), ("positive", ("happiness",)),
                ("surprise", ("surprise",))],
 }
+DATABASE = registry.DatabaseInfo(
+    name=NAME, title="CASME II", schemes=SCHEMES, default_classes="5class", emotions=EMOTIONS,
+    request="the CASME team, Institute of Psychology, Chinese Academy of Sciences (licence "
+            "agreement and request form at http://casme.psych.ac.cn/casme/e2)",
+    layout=("Cropped/sub01/EP02_01f/reg_img46.jpg ... (or Cropped-updated/Cropped/, "
+            "CASME2_RAW_selected/, CASME2-RAW/; subject folders sub01 or 1)",
+            "CASME2-coding-20190701.xlsx (or CASME2-coding-20140508.xlsx)"))
 
 
 def subject_name(value: object) -> str | None:
@@ -47,18 +54,7 @@ def subject_folder(frames_root: str, subject: str) -> str | None:
   return None
 
 
-def read_records(root: str, *, annotation: str | None = None, frames: str | None = None
-                 ) -> tuple[list[index_lib.ClipRecord], list[index_lib.Skipped], list[str]]:
-  """Unlabelled records of every coded clip, plus skipped items and repair notes."""
-  path = index_lib.find_annotation(root, annotation, ANNOTATION_NAMES, NAME)
-  frames_root = frames_lib.resolve_folder(root, frames, FRAME_FOLDERS, NAME)
-  return coding.read_coded_rows(NAME, path, frames_root, sheet=SHEET, columns=COLUMNS,
-                                subject_name=subject_name, subject_folder=subject_folder)
 
-
-def load(root: str, *, classes: str | None = None, annotation: str | None = None,
-         frames: str | None = None) -> index_lib.DatasetIndex:
-  """The CASME II index; see `cmnet_jax.datasets.load_index`."""
-  return index_lib.labelled_index(NAME, root, read_records(root, annotation=annotation,
-                                                           frames=frames),
-                                  SCHEMES, classes, "5class", EMOTIONS)
+read_records = coding.coded_reader(
+    NAME, annotation_names=ANNOTATION_NAMES, frame_folders=FRAME_FOLDERS, sheet=SHEET,
+    columns=COLUMNS, subject_name=subject_name, subject_folder=subject_folder)

@@ -12,6 +12,7 @@ import re
 
 from cmnet_jax.datasets import frames as frames_lib
 from cmnet_jax.datasets import index as index_lib
+from cmnet_jax.datasets import registry
 from cmnet_jax.datasets import spreadsheet
 
 NAME = "casme3"
@@ -27,6 +28,14 @@ SCHEMES = {
                ("others", ("others",))],
     "3class": [("negative", _NEGATIVE), ("positive", ("happy",)), ("surprise", ("surprise",))],
 }
+DATABASE = registry.DatabaseInfo(
+    name=NAME, title="CAS(ME)^3 Part A", schemes=SCHEMES, default_classes="7class",
+    emotions=EMOTIONS,
+    request="the CASME team, Institute of Psychology, Chinese Academy of Sciences (licence "
+            "agreement and request form at http://casme.psych.ac.cn/casme/e4)",
+    layout=("Part_A_ME_clip/frame/spNO.1_a_355/355.jpg ... (or the full videos "
+            "part_A/.../spNO.1/a/color/355.jpg)",
+            "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx (sheet label)"))
 
 
 def subject_name(value: object) -> str:
@@ -106,10 +115,3 @@ def read_records(root: str, *, annotation: str | None = None, frames: str | None
         spreadsheet.as_text(spreadsheet.cell(row, "AU")), notes, suffixes=(".jpg", ".jpeg")))
   return records, skipped, notes
 
-
-def load(root: str, *, classes: str | None = None, annotation: str | None = None,
-         frames: str | None = None) -> index_lib.DatasetIndex:
-  """The CAS(ME)^3 Part A index; see `cmnet_jax.datasets.load_index`."""
-  return index_lib.labelled_index(NAME, root, read_records(root, annotation=annotation,
-                                                           frames=frames),
-                                  SCHEMES, classes, "7class", EMOTIONS)

@@ -8,7 +8,7 @@ a missing clip folder) are skipped with their reason, never dropped silently; a 
 subject number or filename is an error naming the file and row.
 """
 import os
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from cmnet_jax.datasets import frames as frames_lib
 from cmnet_jax.datasets import index as index_lib
@@ -73,3 +73,24 @@ def read_coded_rows(name: str, path: str, frames_root: str, *, sheet: str, colum
         spreadsheet.as_text(spreadsheet.cell(row, columns.action_units)), notes,
         apex_written=apex_written))
   return records, skipped, notes
+
+
+def coded_reader(name: str, *, annotation_names: tuple[str, ...], frame_folders: tuple[str, ...],
+                 sheet: str, columns: Columns, subject_name: Callable[[object], str | None],
+                 subject_folder: Callable[[str, str], str | None]) -> Callable[..., Any]:
+  """The `read_records(root, *, annotation=None, frames=None)` of a coding-sheet database.
+
+  It finds the annotation file (`annotation`, else the first of `annotation_names` under root)
+  and the frames folder (`frames`, else the first of `frame_folders`), then reads every row
+  with `read_coded_rows`: (unlabelled records, skipped items, repair notes).
+  """
+  def read_records(root: str, *, annotation: str | None = None, frames: str | None = None
+                   ) -> tuple[list[index_lib.ClipRecord], list[index_lib.Skipped], list[str]]:
+    path = index_lib.find_annotation(root, annotation, annotation_names, name)
+    frames_root = frames_lib.resolve_folder(root, frames, frame_folders, name)
+    return read_coded_rows(name, path, frames_root, sheet=sheet, columns=columns,
+                           subject_name=subject_name, subject_folder=subject_folder)
+
+  read_records.__doc__ = (f"Unlabelled records of every coded {name} clip under `root`, plus "
+                          f"skipped items and repair notes (`coding.read_coded_rows`).")
+  return read_records

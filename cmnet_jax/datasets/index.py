@@ -1,18 +1,16 @@
-"""The clip index every database reader returns, LOSO folds, and `load_index` dispatch.
+"""The clip index every database reader returns, LOSO folds, and helpers the readers share.
 
-A reader turns a user's unpacked database (its real layout, see docs/DATASETS.md) into a
+A reader turns a user's unpacked database (its real layout, see docs/datasets.md) into a
 `DatasetIndex`: one `ClipRecord` per usable micro-expression, the class names, the items it
 skipped with their reasons, and notes on quirks it repaired (printed once by `print_report`).
 Fatal problems raise `DatasetError`, whose message names the path/row/key and what was expected.
+The readers are found and dispatched by `registry.load_index`.
 """
 import dataclasses
 import fnmatch
-import importlib
 import os
 import sys
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence, TextIO
-
-DATABASES = ("casme2", "samm", "smic", "casme3", "megc2019")
+from typing import NamedTuple, Sequence, TextIO
 
 
 class DatasetError(Exception):
@@ -118,31 +116,6 @@ def loso_folds(index: DatasetIndex) -> list[Fold]:
   return folds
 
 
-def load_index(name: str, root: str | os.PathLike, *, classes: str | None = None,
-               annotation: str | os.PathLike | None = None, **subpaths: Any) -> DatasetIndex:
-  """Indexes a database the user unpacked at `root`, in its real layout.
-
-  Args:
-    name: 'casme2', 'samm', 'smic', 'casme3' or 'megc2019'.
-    root: the folder the user unpacked (e.g. the one holding `Cropped/` and the coding xlsx).
-    classes: class scheme ('5class', '3class', ... see each reader); None or '' = the default.
-    annotation: the annotation file; None or '' = found under `root` by its known names.
-    **subpaths: reader-specific folder overrides (e.g. `frames=` or, for 'megc2019', `casme2=`,
-      `samm=`, `smic=`), relative to `root` or absolute.
-
-  Returns:
-    The `DatasetIndex`; call `.print_report()` to show what was skipped or repaired.
-  """
-  if name not in DATABASES:
-    raise DatasetError(f"unknown database {name!r}: expected one of {DATABASES}")
-  root = os.fspath(root)
-  if not os.path.isdir(root):
-    raise DatasetError(f"{name}: root folder {root!r} does not exist (expected the folder where "
-                       f"the licensed database was unpacked)")
-  module = importlib.import_module(f"{__package__}.{name}")
-  return module.load(root, classes=classes or None, annotation=annotation or None, **subpaths)
-
-
 def find_annotation(root: str, annotation: str | os.PathLike | None, names: Sequence[str],
                     dataset: str) -> str:
   """The annotation file: `annotation` if given (relative to root), else the first known name.
@@ -163,45 +136,6 @@ def find_annotation(root: str, annotation: str | os.PathLike | None, names: Sequ
         return os.path.join(folder, hits[0])
   raise DatasetError(f"{dataset}: no annotation file in {root!r} (or its parent); looked for "
                      f"{', '.join(names)}; pass annotation= to name it")
-
-
-def apply_scheme(records: Iterable[ClipRecord], schemes: Mapping[str, Sequence[tuple[str, tuple]]],
-                 classes: str | None, default: str, vocabulary: Iterable[str],
-                 dataset: str) -> tuple[tuple[str, ...], list[ClipRecord], list[Skipped]]:
-  """Labels records by a class scheme: [(class name, emotions (lower case)), ...] in label order.
-
-  Emotions are compared case-insensitively. An emotion outside `vocabulary` is an error (a typo
-  or a different release); a known emotion outside the scheme is skipped with its reason.
-  """
-  classes = classes or default
-  if classes not in schemes:
-    raise DatasetError(f"{dataset}: unknown class scheme {classes!r}; expected one of "
-                       f"{tuple(schemes)}")
-  scheme = schemes[classes]
-  to_label = {e: i for i, (_, emotions) in enumerate(scheme) for e in emotions}
-  vocabulary = {v.lower() for v in vocabulary}
-  kept, skipped = [], []
-  for r in records:
-    emotion = r.emotion.strip().lower()
-    if emotion not in vocabulary:
-      raise DatasetError(f"{dataset}: clip {r.subject}/{r.clip_id} has unknown emotion "
-                         f"{r.emotion!r}; expected one of {sorted(vocabulary)}")
-    if emotion in to_label:
-      kept.append(dataclasses.replace(r, label=to_label[emotion]))
-    else:
-      skipped.append(Skipped(f"{r.subject}/{r.clip_id}",
-                             f"emotion {r.emotion!r} is not in the {classes} scheme"))
-  return tuple(name for name, _ in scheme), kept, skipped
-
-
-def labelled_index(name: str, root: str, read: tuple[list[ClipRecord], list[Skipped], list[str]],
-                   schemes: Mapping[str, Sequence[tuple[str, tuple]]], classes: str | None,
-                   default: str, vocabulary: Iterable[str]) -> DatasetIndex:
-  """A reader's `(records, skipped, notes)` labelled by a class scheme (`apply_scheme`) and indexed
-  (`make_index`); clips outside the scheme join the skipped items with their reason."""
-  records, skipped, notes = read
-  names, kept, dropped = apply_scheme(records, schemes, classes, default, vocabulary, name)
-  return make_index(name, root, names, kept, list(skipped) + dropped, notes)
 
 
 def make_index(name: str, root: str, class_names: Sequence[str], clips: Sequence[ClipRecord],

@@ -12,11 +12,22 @@ import importlib
 import os
 
 from cmnet_jax.datasets import index as index_lib
+from cmnet_jax.datasets import registry
 
 NAME = "megc2019"
 CSV_NAMES = ("combined_3class_gt.csv",)
-CLASS_NAMES = ("negative", "positive", "surprise")
+CLASS_NAMES = ("negative", "positive", "surprise")   # CSV class 0, 1, 2
 PARTS = {"casme2": "CASME2", "samm": "SAMM", "smic": "SMIC"}
+DATABASE = registry.DatabaseInfo(
+    name=NAME, title="the MEGC2019 composite (CASME II + SAMM + SMIC-HS)",
+    schemes={"3class": [(c, (str(i),)) for i, c in enumerate(CLASS_NAMES)]},
+    default_classes="3class", emotions=("0", "1", "2"),
+    request="the owners of each of the three databases (see casme2, samm and smic), and take "
+            "combined_3class_gt.csv from the MEGC2019 challenge materials "
+            "(https://facial-micro-expressiongc.github.io/MEGC2019/)",
+    layout=("CASME2/ (a CASME II folder, as for casme2)",
+            "SAMM/ (a SAMM folder, as for samm: SAMM/SAMM/006/... and the coding xlsx)",
+            "SMIC/ (a SMIC folder, as for smic)", "combined_3class_gt.csv"))
 
 
 def _key(database: str, subject: str, clip: str, module) -> tuple[str, str, str]:
@@ -53,8 +64,7 @@ def load(root: str, *, classes: str | None = None, annotation: str | None = None
 
   Rows of the CSV whose clip is not found in its database's tree are skipped with the reason.
   """
-  if classes not in (None, "3class"):
-    raise index_lib.DatasetError(f"{NAME}: unknown class scheme {classes!r}; expected '3class'")
+  class_names = DATABASE.class_names(classes)
   path = index_lib.find_annotation(root, annotation, CSV_NAMES, NAME)
   membership = read_membership(path)
   given = {"casme2": casme2, "samm": samm, "smic": smic}
@@ -82,4 +92,4 @@ def load(root: str, *, classes: str | None = None, annotation: str | None = None
     else:
       clips.append(dataclasses.replace(found[key], label=label))
     seen.add(key)
-  return index_lib.make_index(NAME, root, CLASS_NAMES, clips, skipped, notes)
+  return index_lib.make_index(NAME, root, class_names, clips, skipped, notes)

@@ -9,7 +9,7 @@ import re
 
 from cmnet_jax.datasets import coding
 from cmnet_jax.datasets import frames as frames_lib
-from cmnet_jax.datasets import index as index_lib
+from cmnet_jax.datasets import registry
 from cmnet_jax.datasets import spreadsheet
 
 NAME = "samm"
@@ -24,6 +24,12 @@ SCHEMES = {
     "3class": [("negative", ("anger", "contempt", "disgust", "fear", "sadness")),
                ("positive", ("happiness",)), ("surprise", ("surprise",))],
 }
+DATABASE = registry.DatabaseInfo(
+    name=NAME, title="SAMM", schemes=SCHEMES, default_classes="5class", emotions=EMOTIONS,
+    request="Manchester Metropolitan University (Moi Hoon Yap's group; licence agreement and "
+            "request form at https://helward.mmu.ac.uk/STAFF/M.Yap/dataset.php)",
+    layout=("SAMM/006/006_1_2/006_05562.jpg ... (or 006/... directly under the root)",
+            "SAMM_Micro_FACS_Codes_v2.xlsx (sheet MICRO_ONLY)"))
 
 
 def subject_name(value: object) -> str | None:
@@ -36,24 +42,12 @@ def subject_name(value: object) -> str | None:
   return f"{int(match.group(1)):03d}" if match else None
 
 
-def read_records(root: str, *, annotation: str | None = None, frames: str | None = None
-                 ) -> tuple[list[index_lib.ClipRecord], list[index_lib.Skipped], list[str]]:
-  """Unlabelled records of every coded clip, plus skipped items and repair notes."""
-  path = index_lib.find_annotation(root, annotation, ANNOTATION_NAMES, NAME)
-  frames_root = frames_lib.resolve_folder(root, frames, FRAME_FOLDERS, NAME)
-  return coding.read_coded_rows(NAME, path, frames_root, sheet=SHEET, columns=COLUMNS,
-                                subject_name=subject_name, subject_folder=subject_folder)
-
-
 def subject_folder(frames_root: str, subject: str) -> str | None:
   """The subject's folder: `006`, or `6` as some users renamed it."""
   return (frames_lib.find_child(frames_root, subject)
           or frames_lib.find_child(frames_root, str(int(subject))))
 
 
-def load(root: str, *, classes: str | None = None, annotation: str | None = None,
-         frames: str | None = None) -> index_lib.DatasetIndex:
-  """The SAMM index; see `cmnet_jax.datasets.load_index`."""
-  return index_lib.labelled_index(NAME, root, read_records(root, annotation=annotation,
-                                                           frames=frames),
-                                  SCHEMES, classes, "5class", EMOTIONS)
+read_records = coding.coded_reader(
+    NAME, annotation_names=ANNOTATION_NAMES, frame_folders=FRAME_FOLDERS, sheet=SHEET,
+    columns=COLUMNS, subject_name=subject_name, subject_folder=subject_folder)

@@ -10,11 +10,19 @@ import re
 
 from cmnet_jax.datasets import frames as frames_lib
 from cmnet_jax.datasets import index as index_lib
+from cmnet_jax.datasets import registry
 
 NAME = "smic"
 FRAME_FOLDERS = ("SMIC_all_cropped/HS", "SMIC_all_raw/HS", "HS", "")
 EMOTIONS = ("negative", "positive", "surprise")
 SCHEMES = {"3class": [(e, (e,)) for e in EMOTIONS]}
+DATABASE = registry.DatabaseInfo(
+    name=NAME, title="SMIC-HS", schemes=SCHEMES, default_classes="3class", emotions=EMOTIONS,
+    request="the Center for Machine Vision and Signal Analysis, University of Oulu (Guoying Zhao "
+            "and Xiaobai Li, https://www.oulu.fi/cmvs/; request by e-mail, licence agreement "
+            "required)",
+    layout=("SMIC_all_cropped/HS/s1/micro/negative/s1_ne_01/reg_image559740.bmp ... (or "
+            "SMIC_all_raw/HS/...; no annotation file: the labels come from the folders)",))
 
 
 def subject_name(value: object) -> str | None:
@@ -75,10 +83,3 @@ def read_records(root: str, *, annotation: str | None = None, frames: str | None
     notes.append(f"ignored the non_micro folders of {ignored} subjects")
   return records, skipped, notes
 
-
-def load(root: str, *, classes: str | None = None, annotation: str | None = None,
-         frames: str | None = None) -> index_lib.DatasetIndex:
-  """The SMIC-HS index; see `cmnet_jax.datasets.load_index`."""
-  return index_lib.labelled_index(NAME, root, read_records(root, annotation=annotation,
-                                                           frames=frames),
-                                  SCHEMES, classes, "3class", EMOTIONS)

@@ -1,7 +1,8 @@
 """TFDS builders (array_record, no TensorFlow needed) for every database and the synthetic set.
 
-Importing this package registers `cmnet_casme2`, `cmnet_samm`, `cmnet_smic`, `cmnet_casme3`,
-`cmnet_megc2019` and `cmnet_synthetic` with TFDS. Prepare, then read back into NumPy:
+Importing this package registers one builder per declared database (`cmnet_casme2`,
+`cmnet_samm`, `cmnet_smic`, `cmnet_casme3`, `cmnet_megc2019`; see `datasets.registry`) and
+`cmnet_synthetic` with TFDS. Prepare, then read back into NumPy:
 
     builder = tfds_builders.Casme2(num_frames=9, image_size=112, data_dir=data_dir,
                                    file_format='array_record')
@@ -14,11 +15,10 @@ Importing this package registers `cmnet_casme2`, `cmnet_samm`, `cmnet_smic`, `cm
 ['casme2', 'casme3', 'megc2019', 'samm', 'smic', 'synthetic']
 """
 from cmnet_jax.datasets.tfds.base import MerBuilder, MerConfig, mer_config, read_numpy
-from cmnet_jax.datasets.tfds.builders import Casme2, Casme3, Megc2019, Samm, Smic, Synthetic
+from cmnet_jax.datasets.tfds import builders as _builders
+from cmnet_jax.datasets.tfds.builders import *  # pylint: disable=wildcard-import  # Casme2, ...
 
-BUILDERS = {"casme2": Casme2, "samm": Samm, "smic": Smic, "casme3": Casme3,
-            "megc2019": Megc2019, "synthetic": Synthetic}
-
+BUILDERS = {**_builders.DATABASE_BUILDERS, "synthetic": _builders.Synthetic}
 
 
 def prepare(config, workdir) -> str:
@@ -37,7 +37,7 @@ def prepare(config, workdir) -> str:
                 classes=d.classes or None, data_dir=os.path.join(os.fspath(workdir), "tfds"),
                 file_format="array_record")
   if d.name == "synthetic":
-    builder = Synthetic(synthetic_config=config.synthetic, **kwargs)
+    builder = _builders.Synthetic(synthetic_config=config.synthetic, **kwargs)
     builder.download_and_prepare()
   else:
     if not d.root:
@@ -49,5 +49,5 @@ def prepare(config, workdir) -> str:
   return os.fspath(builder.data_dir)
 
 
-__all__ = ["BUILDERS", "Casme2", "Casme3", "Megc2019", "MerBuilder", "MerConfig", "Samm", "Smic",
-           "Synthetic", "mer_config", "prepare", "read_numpy"]
+__all__ = ["BUILDERS", "MerBuilder", "MerConfig", "mer_config", "prepare",
+           "read_numpy"] + _builders.__all__

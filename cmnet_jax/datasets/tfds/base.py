@@ -20,6 +20,7 @@ import tensorflow_datasets as tfds
 
 from cmnet_jax.datasets import frames as frames_lib
 from cmnet_jax.datasets import index as index_lib
+from cmnet_jax.datasets import registry
 
 
 @dataclasses.dataclass(eq=False)
@@ -70,13 +71,11 @@ class MerBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   @classmethod
   def class_names(cls, classes: str = "") -> tuple[str, ...]:
-    """Label names of a class scheme, in the reader's label order."""
-    module = __import__(f"cmnet_jax.datasets.{cls.DATABASE}", fromlist=["_"])
-    scheme = classes or cls.DEFAULT_CLASSES
-    if scheme not in module.SCHEMES:
-      raise ValueError(f"{cls.name}: unknown class scheme {scheme!r}; expected one of "
-                       f"{tuple(module.SCHEMES)}")
-    return tuple(name for name, _ in module.SCHEMES[scheme])
+    """Label names of a class scheme ('' = the database's default), in label order."""
+    try:
+      return registry.get(cls.DATABASE).class_names(classes or cls.DEFAULT_CLASSES)
+    except index_lib.DatasetError as e:
+      raise ValueError(f"{cls.name}: {e}") from None
 
   def _features(self) -> dict[str, Any]:
     c = self.builder_config
@@ -102,8 +101,8 @@ class MerBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = self._source_root(dl_manager)
-    index = index_lib.load_index(self.DATABASE, root, classes=self.builder_config.classes or None,
-                                 **({"annotation": self._annotation} if self._annotation else {}))
+    index = registry.load_index(self.DATABASE, root, classes=self.builder_config.classes or None,
+                                **({"annotation": self._annotation} if self._annotation else {}))
     index.print_report()
     if not index.clips:
       raise index_lib.DatasetError(f"{self.name}: no usable clip under {root!r}\n{index.report()}")

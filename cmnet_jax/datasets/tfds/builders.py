@@ -1,13 +1,15 @@
 """TFDS builders for the licensed micro-expression databases (manual download) and synthetic set.
 
-Each database must be requested from its owners and unpacked by the user into the manual folder
-(`<data_dir>/downloads/manual/` unless `download_config.manual_dir` says otherwise), laid out as
-the owners ship it (docs/DATASETS.md). The synthetic builder needs no download: it generates the
-CASME II-format tree itself (idempotently) and adds the true per-frame intensity.
+One builder per declared database (`registry.databases()`), generated from its declaration and
+registered as `cmnet_<name>` (`Casme2` is `cmnet_casme2`, ...). Each database must be requested
+from its owners and unpacked by the user into the manual folder (`<data_dir>/downloads/manual/`
+unless `download_config.manual_dir` says otherwise), laid out as the owners ship it
+(docs/datasets.md). The synthetic builder needs no download: it generates the CASME II-format tree
+itself (idempotently) and adds the true per-frame intensity.
 
     >>> from cmnet_jax.datasets.tfds import builders
-    >>> builders.Casme2.name, builders.Synthetic.name
-    ('cmnet_casme2', 'cmnet_synthetic')
+    >>> builders.Casme2.name, builders.Synthetic.name, builders.Megc2019.DEFAULT_CLASSES
+    ('cmnet_casme2', 'cmnet_synthetic', '3class')
 """
 import hashlib
 import json
@@ -18,86 +20,36 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from cmnet_jax.datasets import frames as frames_lib
-from cmnet_jax.datasets import megc2019 as megc2019_reader
+from cmnet_jax.datasets import registry
 from cmnet_jax.datasets import synthetic
 from cmnet_jax.datasets.tfds.base import MerBuilder, mer_config
 
-_COMMON = """
+_MANUAL = """
 Unpack it into the manual folder (`<data_dir>/downloads/manual/`, or pass
 `download_config=tfds.download.DownloadConfig(manual_dir=...)`) so that it holds:
 """
 
 
-class Casme2(MerBuilder):
-  """CASME II (200 fps): 5 classes (default) or the MEGC2019 3-class mapping ('3class')."""
-  name = "cmnet_casme2"
-  DATABASE, DEFAULT_CLASSES = "casme2", "5class"
-  MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      "Request CASME II from its owners, the Institute of Psychology, Chinese Academy of "
-      "Sciences (Fu Xiaolan's group, http://casme.psych.ac.cn/casme/e2), by signing their licence "
-      "agreement." + _COMMON + """
-  Cropped/sub01/EP02_01f/reg_img46.jpg ...   (or Cropped-updated/Cropped/, CASME2_RAW_selected/)
-  CASME2-coding-20190701.xlsx                (or CASME2-coding-20140508.xlsx)
-""")
+def manual_download_instructions(info: registry.DatabaseInfo) -> str:
+  """Where to request the database and what the manual folder must hold, from its declaration."""
+  return (f"Request {info.title} from {info.request}." + _MANUAL
+          + "".join(f"  {entry}\n" for entry in info.layout))
 
 
-class Samm(MerBuilder):
-  """SAMM (200 fps, greyscale): 5 classes (default) or '3class'."""
-  name = "cmnet_samm"
-  DATABASE, DEFAULT_CLASSES = "samm", "5class"
-  MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      "Request SAMM from Manchester Metropolitan University (Moi Hoon Yap's group, "
-      "http://www2.docm.mmu.ac.uk/STAFF/M.Yap/dataset.php) by signing their licence agreement."
-      + _COMMON + """
-  SAMM/006/006_1_2/006_05562.jpg ...
-  SAMM_Micro_FACS_Codes_v2.xlsx              (sheet MICRO_ONLY)
-""")
+def _database_builder(info: registry.DatabaseInfo) -> type[MerBuilder]:
+  """The builder class of a declared database (registered with TFDS as `cmnet_<name>`)."""
+  schemes = ", ".join(f"'{s}'" + (" (default)" if s == info.default_classes else "")
+                      for s in info.schemes)
+  return type(info.name.capitalize(), (MerBuilder,), {
+      "__module__": __name__, "__doc__": f"{info.title}: class schemes {schemes}.",
+      "name": f"cmnet_{info.name}", "DATABASE": info.name,
+      "DEFAULT_CLASSES": info.default_classes,
+      "MANUAL_DOWNLOAD_INSTRUCTIONS": manual_download_instructions(info)})
 
 
-class Smic(MerBuilder):
-  """SMIC-HS (100 fps): negative / positive / surprise, labels from the folder names."""
-  name = "cmnet_smic"
-  DATABASE, DEFAULT_CLASSES = "smic", "3class"
-  MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      "Request SMIC from the University of Oulu, Center for Machine Vision and Signal Analysis "
-      "(Guoying Zhao's group, https://www.oulu.fi/cmvs/) by signing their licence agreement."
-      + _COMMON + """
-  SMIC_all_cropped/HS/s1/micro/negative/s1_ne_01/reg_image559740.bmp ...
-  (or SMIC_all_raw/HS/...; no annotation file is needed)
-""")
-
-
-class Casme3(MerBuilder):
-  """CAS(ME)^3 Part A (30 fps): '7class' (default), '4class' or '3class'."""
-  name = "cmnet_casme3"
-  DATABASE, DEFAULT_CLASSES = "casme3", "7class"
-  MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      "Request CAS(ME)^3 from the Institute of Psychology, Chinese Academy of Sciences "
-      "(http://casme.psych.ac.cn/casme/e4) by signing their licence agreement." + _COMMON + """
-  Part_A_ME_clip/frame/spNO.1_a_355/355.jpg ...   (or part_A/<...>/spNO.1/a/color/355.jpg)
-  cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx       (sheet label)
-""")
-
-
-class Megc2019(MerBuilder):
-  """The MEGC2019 composite (CASME II + SAMM + SMIC-HS, 3 classes, 68 subjects)."""
-  name = "cmnet_megc2019"
-  DATABASE, DEFAULT_CLASSES = "megc2019", "3class"
-  MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      "Request CASME II, SAMM and SMIC from their owners (see the cmnet_casme2, cmnet_samm and "
-      "cmnet_smic builders) and take combined_3class_gt.csv from the MEGC2019 challenge "
-      "(https://facial-micro-expressiongc.github.io/MEGC2019/)." + _COMMON + """
-  CASME2/   (a CASME II folder as for cmnet_casme2)
-  SAMM/     (a SAMM folder as for cmnet_samm: SAMM/SAMM/006/... and the coding xlsx)
-  SMIC/     (a SMIC folder as for cmnet_smic)
-  combined_3class_gt.csv
-""")
-
-  @classmethod
-  def class_names(cls, classes: str = "") -> tuple[str, ...]:
-    if classes not in ("", "3class"):
-      raise ValueError(f"{cls.name}: the composite has only the '3class' scheme, got {classes!r}")
-    return tuple(megc2019_reader.CLASS_NAMES)
+DATABASE_BUILDERS = {name: _database_builder(info)
+                     for name, info in registry.databases().items()}
+globals().update({cls.__name__: cls for cls in DATABASE_BUILDERS.values()})  # Casme2, Samm, ...
 
 
 def _subject_key(subject: str) -> str:
@@ -168,3 +120,7 @@ class Synthetic(MerBuilder):
     numbers = [frames_lib.frame_number(record.frame_paths[p]) for p in positions]
     example["intensity"] = np.array([truth[n] for n in numbers], np.float32)
     return example
+
+
+__all__ = (["DATABASE_BUILDERS", "Synthetic", "manual_download_instructions"]
+           + sorted(cls.__name__ for cls in DATABASE_BUILDERS.values()))
