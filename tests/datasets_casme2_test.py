@@ -2,6 +2,7 @@
 import io
 import os
 
+import numpy as np
 import openpyxl
 import pytest
 
@@ -151,3 +152,46 @@ def test_report_prints_once(tree):
   assert index.print_report(out) and not index.print_report(out)
   text = out.getvalue()
   assert text.count("casme2 at") == 1 and "skipped sub05/EP08_01" in text and "repaired:" in text
+
+
+def test_two_files_with_one_frame_number_are_an_error_naming_both(tmp_path):
+  fake_trees.write_casme2_tree(tmp_path, ROWS[:1])            # EP02_01f: reg_img46 .. reg_img54
+  folder = tmp_path / "Cropped" / "sub01" / "EP02_01f"
+  fake_trees.write_frames(folder, [48], "reg_img{:03d}.jpg")  # reg_img048.jpg beside reg_img48.jpg
+  with pytest.raises(datasets.DatasetError, match=r"sub01/EP02_01f: frame 48 is given by 2 files "
+                                                  r".*'reg_img048.jpg', 'reg_img48.jpg'"):
+    datasets.load_index("casme2", tmp_path)
+  (folder / "reg_img048.jpg").unlink()
+  fake_trees.write_frames(folder, [60], "reg_img{:03d}.jpg")  # a pair outside onset..offset,
+  fake_trees.write_frames(folder, [60], "reg_img{}.jpg")      # never used: no error
+  (folder / "._reg_img47.jpg").write_bytes(b"\0\5\26\7")       # macOS metadata is not a frame
+  clip = datasets.load_index("casme2", tmp_path).clips[0]
+  assert clip.frame_numbers == tuple(range(46, 55))
+  assert os.path.basename(clip.frame_paths[1]) == "reg_img47.jpg"
+
+
+def test_a_frame_of_another_size_is_left_out_with_a_note(tmp_path):
+  fake_trees.write_casme2_tree(tmp_path, ROWS[:1], size=(8, 8))
+  folder = tmp_path / "Cropped" / "sub01" / "EP02_01f"
+  fake_trees.write_frames(folder, [51], "reg_img{}.jpg", size=(25, 40))   # 40x25 among 8x8
+  index = datasets.load_index("casme2", tmp_path)
+  clip = index.clips[0]
+  assert clip.frame_numbers == (46, 47, 48, 49, 50, 52, 53, 54)
+  assert "repaired: casme2 sub01/EP02_01f: 1 frame(s) of another size than the clip's other 8 " \
+         "(8x8): 51 (reg_img51.jpg, 40x25); left out" in index.report()
+  frames, _ = datasets.load_clip(clip, num_frames=9, image_size=8)
+  assert {int(v) for v in frames[:, 4, 4, 0]} <= {fake_trees.frame_value(n) + d
+                                                  for n in clip.frame_numbers for d in (-1, 0, 1)}
+
+
+def test_16_bit_png_frames_are_scaled_to_8_bits_not_clipped(tmp_path):
+  fake_trees.write_casme2_tree(tmp_path, [dict(ROWS[0], write=False)])
+  folder = tmp_path / "Cropped" / "sub01" / "EP02_01f"
+  levels = {n: (np.arange(16).reshape(4, 4) * 17 + n) % 256 for n in range(46, 55)}
+  for n, level in levels.items():   # 16-bit value 257 k is exactly the 8-bit level k
+    fake_trees.write_image(folder / f"reg_img{n}.png", (level * 257).astype(np.uint16))
+  clip = datasets.load_index("casme2", tmp_path).clips[0]
+  frames, _ = datasets.load_clip(clip, num_frames=9, image_size=4)
+  for t, n in enumerate(range(46, 55)):
+    np.testing.assert_array_equal(frames[t], np.repeat(levels[n][..., None], 3, axis=-1))
+  assert frames.max() == 255 and frames.min() == 0

@@ -1,5 +1,6 @@
 """SMIC-HS reader on fake trees: labels from paths, absolute frame numbers, non_micro, gaps."""
 import os
+import shutil
 
 import pytest
 
@@ -54,3 +55,21 @@ def test_raw_tree_and_errors(tmp_path):
     datasets.load_index("smic", tmp_path / "empty")
   with pytest.raises(datasets.DatasetError, match="unknown class scheme '5class'"):
     datasets.load_index("smic", tmp_path / "raw", classes="5class")
+
+
+def test_a_copied_clip_folder_is_skipped_as_a_duplicate(tmp_path):
+  root = fake_trees.write_smic_tree(tmp_path, CLIPS[:2])
+  negative = os.path.join(root, "SMIC_all_cropped", "HS", "s1", "micro", "negative")
+  shutil.copytree(os.path.join(negative, "s1_ne_01"), os.path.join(negative, "s1_ne_01 - Copy"))
+  index = datasets.load_index("smic", root)
+  assert [c.clip_id for c in index.clips] == ["s1_ne_01", "s1_po_02"]
+  assert (f"skipped smic s1/s1_ne_01 - Copy: named as a copy of the clip folder 's1_ne_01' "
+          f"beside it in {negative!r}; the clip counts once") in index.report()
+  shutil.rmtree(os.path.join(negative, "s1_ne_01"))   # the copy alone: its name cannot be written
+  with pytest.raises(datasets.DatasetError, match="clip 's1'/'s1_ne_01 - Copy' .* white space"):
+    datasets.load_index("smic", root)
+  shutil.move(os.path.join(negative, "s1_ne_01 - Copy"), os.path.join(negative, "s1_ne_01"))
+  shutil.copytree(os.path.join(negative, "s1_ne_01"),
+                  os.path.join(root, "SMIC_all_cropped", "HS", "s1", "micro", "positive", "s1_ne_01"))
+  with pytest.raises(datasets.DatasetError, match="s1/s1_ne_01 is found twice"):
+    datasets.load_index("smic", root)

@@ -1,9 +1,13 @@
 """Finding a clip's frame files, anchored temporal sampling, and decoding to uint8 arrays.
 
-Sampling (METHOD.md): T positions anchored on the annotations -- onset, frames evenly spaced
-between onset and apex, the apex at position T // 2, frames evenly spaced between apex and
-offset, the offset. Deterministic for evaluation; with an `np.random.Generator` the in-between
-positions are jittered for training, always staying between their two anchors.
+Sampling (docs/method.md, "Frames"): T positions anchored on the annotations -- onset, frames
+evenly spaced between onset and apex, the apex at position T // 2, frames evenly spaced between
+apex and offset, the offset. Deterministic for evaluation; with an `np.random.Generator` the
+in-between positions are jittered for training, always staying between their two anchors.
+
+Odd files are dealt with before any work: two files with one frame number are an error naming
+both; a frame whose size differs from the rest of its clip is left out with a note (as a missing
+frame); 16-bit greyscale images are scaled to 8 bits, not clipped.
 """
 import os
 import re
@@ -40,24 +44,66 @@ def find_child(parent: str, name: str) -> str | None:
   return None
 
 
-def list_frames(folder: str, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[tuple[int, str]]:
-  """(frame number, path) of every numbered image file in `folder`, sorted by frame number."""
-  out = {}
-  for entry in os.listdir(folder):
+def list_frames(folder: str, suffixes: tuple[str, ...] = IMAGE_SUFFIXES, *,
+                within: tuple[int, int] | None = None, item: str = "") -> list[tuple[int, str]]:
+  """(frame number, path) of every numbered image file in `folder`, sorted by frame number.
+
+  Hidden files (`._reg_img46.jpg`, left by macOS) are not frames. Two files with the same frame
+  number (`img46.jpg` and `img046.jpg`, or a `.jpg` and a `.bmp`) are a DatasetError naming both
+  when the number lies in `within` = (first, last) (default: any number), since which one is the
+  frame cannot be known; outside it the first name in sorted order is listed.
+  """
+  found: dict[int, list[str]] = {}
+  for entry in sorted(os.listdir(folder)):
     number = frame_number(entry)
-    if number is not None and entry.lower().endswith(suffixes) and number not in out:
-      out[number] = os.path.join(folder, entry)
-  return sorted(out.items())
+    if number is not None and entry.lower().endswith(suffixes) and not entry.startswith("."):
+      found.setdefault(number, []).append(entry)
+  for number, entries in sorted(found.items()):
+    if len(entries) > 1 and (within is None or within[0] <= number <= within[1]):
+      raise DatasetError(
+          f"{item + ': ' if item else ''}frame {number} is given by {len(entries)} files in "
+          f"{folder!r}: {', '.join(map(repr, entries))}; expected one file per frame number "
+          f"(remove or rename all but one)")
+  return [(n, os.path.join(folder, entries[0])) for n, entries in sorted(found.items())]
+
+
+def frame_size(path: str, item: str = "") -> tuple[int, int]:
+  """(width, height) from the image file's header (the pixels are not decoded)."""
+  try:
+    with Image.open(path) as image:
+      return image.size
+  except (OSError, SyntaxError, ValueError) as e:
+    raise DatasetError(f"{item + ': ' if item else ''}corrupt or unreadable image {path!r} ({e});"
+                       f" expected a jpg/bmp/png frame") from e
+
+
+def same_size(frames: list[tuple[int, str]], item: str
+              ) -> tuple[list[tuple[int, str]], str | None]:
+  """The frames of the clip's size (the most common one; on a tie, the first frame's), and a note
+  naming each frame of another size, left out like a missing frame (None if there is none)."""
+  sizes = [frame_size(p, item) for _, p in frames]
+  counts = {s: sizes.count(s) for s in sizes}
+  size = max(counts, key=lambda s: (counts[s], -sizes.index(s)))
+  odd = [(n, p, s) for (n, p), s in zip(frames, sizes) if s != size]
+  if not odd:
+    return frames, None
+  listed = ", ".join(f"{n} ({os.path.basename(p)}, {s[0]}x{s[1]})" for n, p, s in odd[:5])
+  note = (f"{item}: {len(odd)} frame(s) of another size than the clip's other "
+          f"{len(frames) - len(odd)} ({size[0]}x{size[1]}): {listed}"
+          f"{' ...' if len(odd) > 5 else ''}; left out, as missing frames")
+  return [(n, p) for (n, p), s in zip(frames, sizes) if s == size], note
 
 
 def clip_frames(folder: str, onset: int, offset: int, item: str,
                 suffixes: tuple[str, ...] = IMAGE_SUFFIXES
-                ) -> tuple[tuple[int, ...], tuple[str, ...], str | None]:
-  """Frames numbered onset..offset in `folder`: (numbers, paths, note on missing frames or None).
+                ) -> tuple[tuple[int, ...], tuple[str, ...], list[str]]:
+  """Frames numbered onset..offset in `folder`: (numbers, paths, notes on missing frames and on
+  frames of another size, left out; see `same_size`).
 
-  Raises DatasetError if the folder has no image at all or none of the wanted frames.
+  Raises DatasetError if the folder has no image at all or none of the wanted frames, or if two
+  of the wanted frames share a number (`list_frames`).
   """
-  frames = list_frames(folder, suffixes)
+  frames = list_frames(folder, suffixes, within=(onset, offset), item=item)
   if not frames:
     raise DatasetError(f"{item}: clip folder {folder!r} holds no frame images "
                        f"(expected files {onset}..{offset} with suffix {suffixes})")
@@ -65,14 +111,16 @@ def clip_frames(folder: str, onset: int, offset: int, item: str,
   if not kept:
     raise DatasetError(f"{item}: clip folder {folder!r} has none of frames {onset}..{offset} "
                        f"(its files are numbered {frames[0][0]}..{frames[-1][0]})")
-  note = None
+  notes = []
   missing = (offset - onset + 1) - len(kept)
   if missing:
     have = {n for n, _ in kept}
     gaps = [n for n in range(onset, offset + 1) if n not in have]
-    note = (f"{item}: {missing} of {offset - onset + 1} frames missing in {folder!r} "
-            f"(e.g. {gaps[:5]}); using the {len(kept)} present")
-  return tuple(n for n, _ in kept), tuple(p for _, p in kept), note
+    notes.append(f"{item}: {missing} of {offset - onset + 1} frames missing in {folder!r} "
+                 f"(e.g. {gaps[:5]}); using the {len(kept)} present")
+  kept, note = same_size(kept, item)
+  notes += [note] if note else []
+  return tuple(n for n, _ in kept), tuple(p for _, p in kept), notes
 
 
 def sample_frame_indices(num_available: int, apex_offset: int, num_frames: int, *,
@@ -120,14 +168,24 @@ def sample_frame_indices(num_available: int, apex_offset: int, num_frames: int, 
   return out, a
 
 
+def to_rgb8(image: Image.Image) -> Image.Image:
+  """8-bit RGB; 16-bit greyscale (PIL modes 'I;16*', or 'I' holding 16-bit values) is scaled by
+  255 / 65535 and rounded, where PIL's own conversion would clip every value above 255."""
+  if image.mode.startswith("I;16") or image.mode == "I":
+    levels = np.asarray(image, dtype=np.float64) * (255.0 / 65535.0)
+    image = Image.fromarray(np.clip(np.round(levels), 0, 255).astype(np.uint8), "L")
+  return image.convert("RGB")
+
+
 def decode_frame(path: str, image_size: int, item: str = "") -> np.ndarray:
-  """One frame as uint8 `[height, width, 3]`, grey expanded to RGB, bilinear-resized to square."""
+  """One frame as uint8 `[height, width, 3]`, grey expanded to RGB (16-bit scaled, `to_rgb8`),
+  bilinear-resized to square."""
   if not os.path.isfile(path):
     raise DatasetError(f"{item}: frame file {path!r} does not exist (expected a jpg/bmp image)")
   try:
     with Image.open(path) as image:
       image.load()
-      image = image.convert("RGB")
+      image = to_rgb8(image)
   except (OSError, SyntaxError, ValueError) as e:
     raise DatasetError(f"{item}: corrupt or unreadable image {path!r} ({e}); expected a "
                        f"jpg/bmp/png frame") from e
@@ -171,9 +229,8 @@ def annotated_record(dataset: str, subject: str, clip_id: str, folder: str, onse
   """A record for an annotated clip folder; an apex that is not coded ('/') or lies outside
   [onset, offset] becomes the middle frame (onset + offset) // 2, with a note appended."""
   item = f"{dataset} {subject}/{clip_id}"
-  numbers, paths, note = clip_frames(folder, onset, offset, item, suffixes)
-  if note:
-    notes.append(note)
+  numbers, paths, found = clip_frames(folder, onset, offset, item, suffixes)
+  notes += found
   if apex is None or not onset <= apex <= offset:
     middle = (onset + offset) // 2
     why = "not coded" if apex is None else f"outside [{onset}, {offset}]"

@@ -140,8 +140,22 @@ def find_annotation(root: str, annotation: str | os.PathLike | None, names: Sequ
 
 def make_index(name: str, root: str, class_names: Sequence[str], clips: Sequence[ClipRecord],
                skipped: Sequence[Skipped], notes: Sequence[str]) -> DatasetIndex:
-  """Builds the index, refusing an empty one (almost always a wrong root or frames folder)."""
+  """Builds the index, refusing an empty one (almost always a wrong root or frames folder), and
+  clip names the outputs cannot hold: white space in a subject or clip id (predictions.txt
+  separates its fields by spaces) or one (database, subject, clip id) twice."""
   if not clips:
     raise DatasetError(f"{name}: no usable clips under {root!r} ({len(skipped)} skipped: "
                        f"{[tuple(s) for s in skipped[:3]]}...); check the root and frames folder")
+  seen = {}
+  for c in clips:
+    where = os.path.dirname(c.frame_paths[0]) if c.frame_paths else root
+    if any(not text or text.split() != [text] for text in (c.subject, c.clip_id)):
+      raise DatasetError(f"{c.dataset}: clip {c.subject!r}/{c.clip_id!r} (frames in {where!r}): "
+                         f"expected a subject and clip id without white space (they are written "
+                         f"to predictions.txt, whose fields are space-separated); rename it")
+    key = (c.dataset, c.subject, c.clip_id)
+    if key in seen:
+      raise DatasetError(f"{c.dataset}: clip {c.subject}/{c.clip_id} is found twice, in "
+                         f"{seen[key]!r} and {where!r}; expected each clip once (remove one)")
+    seen[key] = where
   return DatasetIndex(name, root, tuple(clips), tuple(class_names), tuple(skipped), tuple(notes))

@@ -2,7 +2,9 @@
 
 No annotation file: each clip folder holds only the ME frames, so onset = first frame, offset =
 last frame, and the apex (not annotated) is the middle frame. `non_micro` folders are ignored.
-Gaps in a clip's frame numbering (some cropped clips miss frames) are noted in the report.
+Gaps in a clip's frame numbering (some cropped clips miss frames) are noted in the report. A
+folder named like a copy of a clip folder beside it (`s1_ne_01 - Copy`, `s1_ne_01 copy 2`,
+`s1_ne_01 (1)`) is skipped with that reason, so the clip counts once.
 Classes: '3class' = negative, positive, surprise.
 """
 import os
@@ -41,12 +43,25 @@ def clip_name(value: str) -> str:
   return f"s{int(match.group(1))}{match.group(2)}" if match else value.strip()
 
 
-def read_records(root: str, *, annotation: str | None = None, frames: str | None = None
-                 ) -> tuple[list[index_lib.ClipRecord], list[index_lib.Skipped], list[str]]:
-  """Records of every clip folder under `<subject>/micro/<class>/`, skipped items and notes."""
-  del annotation  # SMIC has none
-  frames_root = frames_lib.resolve_folder(root, frames, FRAME_FOLDERS, NAME)
-  records, skipped, notes, ignored = [], [], [], 0
+def copy_of(folder: str, siblings: set[str]) -> str | None:
+  """The sibling folder that `folder` is named as a copy of, or None.
+
+  >>> copy_of('s1_ne_01 - Copy (2)', {'s1_ne_01'}), copy_of('s1_ne_010', {'s1_ne_01'})
+  ('s1_ne_01', None)
+  """
+  for sibling in sorted(siblings, key=len, reverse=True):
+    rest = folder[len(sibling):]
+    if folder != sibling and folder.startswith(sibling) and re.match(r"[\s(.-]", rest):
+      return sibling
+  return None
+
+
+def _clip_folders(frames_root: str, skipped: list[index_lib.Skipped]
+                  ) -> tuple[dict[tuple[str, str, str], str], int]:
+  """{(subject, emotion, clip): folder} of the clip folders under `<subject>/micro/<emotion>/`,
+  and how many subjects have a `non_micro` folder (ignored);
+  subjects without a `micro` folder and copies of a clip folder join `skipped` with the reason."""
+  out, ignored = {}, 0
   for entry in sorted(os.listdir(frames_root)):
     subject = subject_name(entry)
     if subject is None or not os.path.isdir(os.path.join(frames_root, entry)):
@@ -58,28 +73,45 @@ def read_records(root: str, *, annotation: str | None = None, frames: str | None
       continue
     for emotion in sorted(os.listdir(micro)):
       class_dir = os.path.join(micro, emotion)
-      if not os.path.isdir(class_dir):
-        continue
-      for clip in sorted(os.listdir(class_dir)):
-        folder = os.path.join(class_dir, clip)
-        if not os.path.isdir(folder):
-          continue
-        item = f"{NAME} {subject}/{clip}"
-        found = frames_lib.list_frames(folder)
-        if not found:
-          raise index_lib.DatasetError(f"{item}: clip folder {folder!r} holds no frame images "
-                                       f"(expected image*.bmp / reg_image*.bmp files)")
-        numbers = tuple(n for n, _ in found)
-        if numbers[-1] - numbers[0] + 1 != len(numbers):
-          notes.append(f"{item}: {numbers[-1] - numbers[0] + 1 - len(numbers)} frames missing "
-                       f"between {numbers[0]} and {numbers[-1]}; using the {len(numbers)} present")
-        records.append(index_lib.ClipRecord(
-            NAME, subject, clip, tuple(p for _, p in found), numbers[0],
-            numbers[len(numbers) // 2], numbers[-1], emotion, -1, "", numbers))
+      clips = {c for c in (os.listdir(class_dir) if os.path.isdir(class_dir) else ())
+               if os.path.isdir(os.path.join(class_dir, c))}
+      for clip in sorted(clips):
+        original = copy_of(clip, clips)
+        if original:
+          skipped.append(index_lib.Skipped(
+              f"{NAME} {subject}/{clip}", f"named as a copy of the clip folder {original!r} "
+                                          f"beside it in {class_dir!r}; the clip counts once"))
+        else:
+          out[(subject, emotion, clip)] = os.path.join(class_dir, clip)
+  return out, ignored
+
+
+def read_records(root: str, *, annotation: str | None = None, frames: str | None = None
+                 ) -> tuple[list[index_lib.ClipRecord], list[index_lib.Skipped], list[str]]:
+  """Records of every clip folder under `<subject>/micro/<class>/`, skipped items and notes."""
+  del annotation  # SMIC has none
+  frames_root = frames_lib.resolve_folder(root, frames, FRAME_FOLDERS, NAME)
+  records, skipped, notes = [], [], []
+  folders, ignored = _clip_folders(frames_root, skipped)
+  for (subject, emotion, clip), folder in folders.items():
+    item = f"{NAME} {subject}/{clip}"
+    found = frames_lib.list_frames(folder, item=item)
+    if not found:
+      raise index_lib.DatasetError(f"{item}: clip folder {folder!r} holds no frame images "
+                                   f"(expected image*.bmp / reg_image*.bmp files)")
+    numbers = tuple(n for n, _ in found)
+    if numbers[-1] - numbers[0] + 1 != len(numbers):
+      notes.append(f"{item}: {numbers[-1] - numbers[0] + 1 - len(numbers)} frames missing "
+                   f"between {numbers[0]} and {numbers[-1]}; using the {len(numbers)} present")
+    found, note = frames_lib.same_size(found, item)
+    notes += [note] if note else []
+    numbers = tuple(n for n, _ in found)
+    records.append(index_lib.ClipRecord(
+        NAME, subject, clip, tuple(p for _, p in found), numbers[0],
+        numbers[len(numbers) // 2], numbers[-1], emotion, -1, "", numbers))
   if records:
     notes.insert(0, f"SMIC has no apex annotation: the middle frame is the apex of all "
                     f"{len(records)} clips")
   if ignored:
     notes.append(f"ignored the non_micro folders of {ignored} subjects")
   return records, skipped, notes
-

@@ -26,9 +26,12 @@ __all__ = ["CASME2_HEADER", "frame_value", "write_casme2_coding", "write_casme2_
 
 
 def write_image(path: PathLike, image: np.ndarray) -> str:
-  """Writes a uint8 `[height, width]` (grey) or `[height, width, 3]` image; format from suffix."""
+  """Writes a uint8 `[height, width]` (grey) or `[height, width, 3]` image, or a uint16 grey one
+  (a 16-bit PNG); the format comes from the suffix."""
   os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-  Image.fromarray(np.asarray(image, np.uint8)).save(os.fspath(path))
+  image = np.asarray(image)
+  Image.fromarray(image if image.dtype == np.uint16 else image.astype(np.uint8)).save(
+      os.fspath(path))
   return os.fspath(path)
 
 
