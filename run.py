@@ -24,8 +24,15 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from cmnet_jax import config_args
+
+# A missing config file, an unknown variant or --config.<unknown key>: one short error line and
+# exit status 2 here, before ml_collections turns it into a traceback.
+_DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "synthetic.py")
+config_args.exit_on_problems(sys.argv, _DEFAULT_CONFIG)
+
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", str(Path(__file__).parent / "configs" / "synthetic.py"),
+    "config", _DEFAULT_CONFIG,
     "Config file (optionally file.py:variant, e.g. configs/casme2.py:quick).", lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run folder (checkpoints, reports). Default: runs/<config name>[_<variant>].")

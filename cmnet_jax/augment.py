@@ -35,6 +35,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from cmnet_jax import config_blocks as cb
+
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601
 
 
@@ -258,14 +260,23 @@ def random_rotation(rng: jax.Array, images: jax.Array, *, max_degrees: float) ->
 # ---------------------------------------------------------------- entry points (config block)
 
 
-def _read(cfg: Any, keys: tuple[str, ...]) -> dict[str, Any]:
-  out = {}
-  for k in keys:
-    try:
-      out[k] = cfg[k]
-    except KeyError:
-      raise KeyError(f"augment config: missing key {k!r} (see configs/common.py augment_config)")
-  return out
+# The `augment` block (configs/common.py augment_config): the keys of each entry point.
+POSITIVE_VIEWS_SPEC = cb.Spec({
+    "brightness": cb.Field(cb.FLOAT, cb.non_negative),
+    "contrast": cb.Field(cb.FLOAT, cb.non_negative),
+    "saturation": cb.Field(cb.FLOAT, cb.non_negative),
+    "hue": cb.Field(cb.FLOAT, cb.in_range(0, 0.5)),
+    "grayscale_p": cb.Field(cb.FLOAT, cb.in_range(0, 1), "a probability"),
+    "blur_kernel": cb.Field(cb.INT, cb.Check(lambda k: k >= 1 and k % 2 == 1, "odd and >= 1")),
+    "blur_sigma": cb.Field(cb.FLOAT_PAIR,
+                           cb.Check(lambda s: 0 < s[0] <= s[1], "with 0 < lo <= hi")),
+})
+CLIP_AUGMENT_SPEC = cb.Spec({
+    "crop_padding": cb.Field(cb.INT, cb.non_negative, "pixels"),
+    "flip": cb.Field(cb.BOOL),
+    "max_rotation_deg": cb.Field(cb.FLOAT, cb.non_negative),
+})
+SPEC = POSITIVE_VIEWS_SPEC | CLIP_AUGMENT_SPEC
 
 
 def _check_clips(clips: jax.Array) -> jax.Array:
@@ -286,8 +297,7 @@ def positive_views(rng: jax.Array, clips: jax.Array, augment_config: Any) -> jax
   every view and its reference share one draw), then
   `model.apply(v, views, reference=refs, method='intensity_branch')`.
   """
-  c = _read(augment_config, ("brightness", "contrast", "saturation", "hue", "grayscale_p",
-                             "blur_kernel", "blur_sigma"))
+  c = cb.read_block(augment_config, POSITIVE_VIEWS_SPEC, "augment")
   x = _check_clips(clips)
   b, t = x.shape[:2]
 
@@ -306,7 +316,7 @@ def clip_augment(rng: jax.Array, clips: jax.Array, augment_config: Any) -> jax.A
   """Training augmentation `[batch, time, h, w, 3]` -> same shape, float32: random crop with
   `crop_padding`, horizontal flip (p = 0.5 if `flip`), rotation up to `max_rotation_deg`; one
   draw per clip, applied identically to all its frames."""
-  c = _read(augment_config, ("crop_padding", "flip", "max_rotation_deg"))
+  c = cb.read_block(augment_config, CLIP_AUGMENT_SPEC, "augment")
   x = _check_clips(clips)
 
   def one(key, clip):

@@ -7,6 +7,7 @@ from typing import Optional
 
 import ml_collections
 
+from cmnet_jax import config_blocks
 from cmnet_jax.datasets import DatasetError
 from cmnet_jax.datasets import sources
 
@@ -24,6 +25,12 @@ def run(mode: str, config: ml_collections.ConfigDict, workdir: Path, *,
         frames: Optional[str] = None, onset=None, apex=None, offset=None,
         fold: Optional[str] = None) -> int:
   """Runs one mode; returns the process exit code."""
+  try:  # every bad config value at once, before anything is written
+    config_blocks.validate(config)
+  except config_blocks.ConfigError as e:
+    for problem in e.problems:
+      print(f"error: {problem}", file=sys.stderr)
+    return 1
   # Imported here so that `--help` and flag errors stay fast.
   from cmnet_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from cmnet_jax import train  # pylint: disable=g-import-not-at-top

@@ -50,3 +50,41 @@ def test_default_workdir_follows_config_and_variant():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == expected
+
+
+def _refused(r, workdir, code):
+  """Refused with `code` in a line or two per problem, no traceback, nothing written."""
+  assert r.returncode == code, r.stderr
+  assert "Traceback" not in r.stderr + r.stdout and not workdir.exists()
+  return [line for line in r.stderr.splitlines() if line.strip()]
+
+
+def test_bad_config_values_are_all_named_before_anything_is_written(tmp_path):
+  bad = {"train.batch_size": -4, "train.num_epochs": 0, "train.steps_per_epoch": 0,
+         "data.image_size": 0, "data.train_jitter_copies": 0, "train.checkpoints_to_keep": 0,
+         "train.num_devices": 99, "model.encoder": "resnet", "model.input_mode": "flow",
+         "loss.id_temperature": 0.0, "data.num_frames": 1, "train.checkpoint_every_epochs": 0}
+  r = _run("--config=configs/tiny.py", f"--workdir={tmp_path / 'run'}",
+           *(f"--config.{k}={v}" for k, v in bad.items()))
+  lines = _refused(r, tmp_path / "run", 1)
+  assert len(lines) == len(bad) and all(line.startswith("error: ") for line in lines)
+  assert sorted(line.split()[1] for line in lines) == sorted(bad)
+
+
+def test_unknown_config_key_suggests_close_names(tmp_path):
+  r = _run("--config.train.epochs=3", f"--workdir={tmp_path / 'run'}")
+  (line,) = _refused(r, tmp_path / "run", 2)
+  assert line.startswith("error: --config.train.epochs: ")
+  assert "did you mean train.num_epochs" in line
+
+
+def test_unknown_variant_names_the_known_ones(tmp_path):
+  r = _run("--config=configs/casme2.py:fast", f"--workdir={tmp_path / 'run'}")
+  (line,) = _refused(r, tmp_path / "run", 2)
+  assert "unknown variant 'fast' of configs/casme2.py (known: 'quick')" in line
+
+
+def test_missing_config_file_lists_the_config_files(tmp_path):
+  r = _run("--config=configs/casme9.py", f"--workdir={tmp_path / 'run'}")
+  (line,) = _refused(r, tmp_path / "run", 2)
+  assert "no config file 'configs/casme9.py'" in line and "configs/casme2.py" in line

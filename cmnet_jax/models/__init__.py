@@ -25,31 +25,46 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from cmnet_jax import config_blocks as cb
 from cmnet_jax.models.cmnet import CMNet, CMNetOutput, INPUT_MODES, prepare_inputs
-from cmnet_jax.models.encoders import ENCODERS, ResNet18, SmallCNN, conv_fn, im2col_conv
+from cmnet_jax.models.encoders import (CONV_IMPLS, ENCODERS, RESNET18_BLOCKS, ResNet18, SmallCNN,
+                                       im2col_conv)
 from cmnet_jax.models.pretrained import load_pretrained, load_resnet18_npz
 
 __all__ = ["CMNet", "CMNetOutput", "ResNet18", "SmallCNN", "build", "im2col_conv",
            "load_pretrained", "load_resnet18_npz", "prepare_inputs"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-_KEYS = ("encoder", "widths", "feature_dim", "embedding_dim", "lstm_hidden", "norm_groups",
-         "dropout", "input_mode", "dtype", "conv_impl", "pool_grid", "pretrained_npz",
-         "pretrained_into")
+PRETRAINED_INTO = ("ice", "ffe", "both")
 
-
-def _read(model_config: Any) -> dict[str, Any]:
-  values = {}
-  for key in _KEYS:
-    try:
-      values[key] = model_config[key]
-    except KeyError:
-      raise KeyError(f"model config: missing key {key!r} (see configs/common.py model_config)")
-  return values
+# Every key of the `model` block (configs/common.py model_config), read by `build`.
+SPEC = cb.Spec({
+    "encoder": cb.Field(cb.STR, cb.one_of(*sorted(ENCODERS))),
+    "widths": cb.Field(cb.INTS, cb.each(cb.positive), "channels per encoder stage"),
+    "feature_dim": cb.Field(cb.INT, cb.positive),
+    "embedding_dim": cb.Field(cb.INT, cb.positive),
+    "lstm_hidden": cb.Field(cb.INT, cb.positive),
+    "norm_groups": cb.Field(cb.INT, cb.positive, "GroupNorm groups"),
+    "dropout": cb.Field(cb.FLOAT, cb.in_range(0, 1, hi_open=True), "a rate"),
+    "input_mode": cb.Field(cb.STR, cb.one_of(*INPUT_MODES)),
+    "dtype": cb.Field(cb.STR, cb.one_of(*DTYPES)),
+    "conv_impl": cb.Field(cb.STR, cb.one_of(*CONV_IMPLS)),
+    "pool_grid": cb.Field(cb.INT, cb.at_least(1)),
+    "pretrained_npz": cb.Field(cb.STR, doc="'' = random init"),
+    "pretrained_into": cb.Field(cb.STR, cb.one_of(*PRETRAINED_INTO)),
+}, rules=(
+    cb.Rule(("widths", "norm_groups"), lambda ws, g: all(w % g == 0 for w in ws),
+            "every width divisible by model.norm_groups"),
+    cb.Rule(("encoder", "widths"),
+            lambda e, ws: e != "resnet18" or len(ws) == len(RESNET18_BLOCKS),
+            f"{len(RESNET18_BLOCKS)} widths (one per stage) for the 'resnet18' encoder"),
+    cb.Rule(("pretrained_npz", "encoder"), lambda p, e: not p or e == "resnet18",
+            "model.encoder = 'resnet18' when pretrained weights are set"),
+))
 
 
 def build(model_config: Any, num_classes: int) -> CMNet:
-  """CMNet from the `model` config block (every key is read and checked here).
+  """CMNet from the `model` config block (every key of `SPEC` is read and checked here).
 
   Args:
     model_config: `configs.common.model_config(...)` (or a dict with the same keys).
@@ -57,34 +72,15 @@ def build(model_config: Any, num_classes: int) -> CMNet:
 
   Returns:
     An (unbound) `CMNet`; pretrained weights are applied to params with `load_pretrained`.
+
+  Raises:
+    config_blocks.ConfigError naming each bad `model.<key>` (a KeyError too if one is missing).
   """
-  c = _read(model_config)
-  if c["encoder"] not in ENCODERS:
-    raise ValueError(f"model.encoder: expected one of {sorted(ENCODERS)}, got {c['encoder']!r}")
-  if c["input_mode"] not in INPUT_MODES:
-    raise ValueError(f"model.input_mode: expected one of {INPUT_MODES}, got {c['input_mode']!r}")
-  if c["dtype"] not in DTYPES:
-    raise ValueError(f"model.dtype: expected one of {sorted(DTYPES)}, got {c['dtype']!r}")
-  if int(c["pool_grid"]) < 1:
-    raise ValueError(f"model.pool_grid: expected >= 1, got {c['pool_grid']}")
-  conv_fn(c["conv_impl"])  # raises the model.conv_impl error now, not at the first apply
-  if c["pretrained_into"] not in ("ice", "ffe", "both"):
-    raise ValueError("model.pretrained_into: expected 'ice', 'ffe' or 'both', got "
-                     f"{c['pretrained_into']!r}")
-  if c["pretrained_npz"] and c["encoder"] != "resnet18":
-    raise ValueError("model.pretrained_npz is set but model.encoder is "
-                     f"{c['encoder']!r}; pretrained weights need 'resnet18'")
-  widths = tuple(int(w) for w in c["widths"])
-  bad = [w for w in widths if w % c["norm_groups"]]
-  if not widths or bad:
-    raise ValueError(f"model.widths {widths}: every width must be divisible by model.norm_groups"
-                     f"={c['norm_groups']}")
-  if not 0.0 <= c["dropout"] < 1.0:
-    raise ValueError(f"model.dropout: expected a rate in [0, 1), got {c['dropout']}")
+  c = cb.read_block(model_config, SPEC, "model")
   if num_classes < 1:
     raise ValueError(f"num_classes: expected >= 1, got {num_classes}")
-  return CMNet(num_classes=num_classes, encoder=c["encoder"], widths=widths,
+  return CMNet(num_classes=num_classes, encoder=c["encoder"], widths=c["widths"],
                feature_dim=c["feature_dim"], embedding_dim=c["embedding_dim"],
                lstm_hidden=c["lstm_hidden"], norm_groups=c["norm_groups"], dropout=c["dropout"],
                input_mode=c["input_mode"], dtype=DTYPES[c["dtype"]],
-               conv_impl=c["conv_impl"], pool_grid=int(c["pool_grid"]))
+               conv_impl=c["conv_impl"], pool_grid=c["pool_grid"])

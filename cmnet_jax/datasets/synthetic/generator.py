@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image
 
+from cmnet_jax import config_blocks as cb
 from cmnet_jax.datasets import writers
 from cmnet_jax.datasets.synthetic import expressions, faces
 
@@ -22,28 +23,30 @@ CODING_FILE = "CASME2-coding-20190701.xlsx"
 INTENSITY_FILE = "true_intensity.csv"
 _IDENTITY, _CLASSES, _NUISANCE, _EXPRESSION, _NAMES, _SLASH = range(6)
 
-# Key -> (type, check, what is expected): every key of the `synthetic` config block.
-SETTINGS = {
-    "seed": (int, lambda v: v >= 0, "an int >= 0"),
-    "num_subjects": (int, lambda v: 1 <= v <= 99, "an int in [1, 99]"),
-    "clips_per_class": (int, lambda v: v >= 1, "an int >= 1"),
-    "image_size": (int, lambda v: v >= 8, "an int >= 8 (pixels)"),
-    "min_frames": (int, lambda v: v >= 3, "an int >= 3"),
-    "max_frames": (int, lambda v: v >= 3, "an int >= min_frames"),
-    "amplitude_px": (float, lambda v: v >= 0, "a float >= 0 (pixels)"),
-    "head_jitter_px": (float, lambda v: v >= 0, "a float >= 0 (pixels)"),
-    "illumination_drift": (float, lambda v: 0 <= v < 1, "a float in [0, 1)"),
-    "noise_sigma": (float, lambda v: v >= 0, "a float >= 0 (fraction of full scale)"),
-    "blink_probability": (float, lambda v: 0 <= v <= 1, "a float in [0, 1]"),
-    "jpeg_quality": (int, lambda v: 1 <= v <= 100, "an int in [1, 100]"),
-}
+# Every key of the `synthetic` config block (configs/common.py synthetic_config).
+SETTINGS = cb.Spec({
+    "seed": cb.Field(cb.INT, cb.non_negative),
+    "num_subjects": cb.Field(cb.INT, cb.in_range(1, 99)),
+    "clips_per_class": cb.Field(cb.INT, cb.at_least(1)),
+    "image_size": cb.Field(cb.INT, cb.at_least(8), "pixels"),
+    "min_frames": cb.Field(cb.INT, cb.at_least(3)),
+    "max_frames": cb.Field(cb.INT, cb.at_least(3)),
+    "amplitude_px": cb.Field(cb.FLOAT, cb.non_negative, "pixels"),
+    "head_jitter_px": cb.Field(cb.FLOAT, cb.non_negative, "pixels"),
+    "illumination_drift": cb.Field(cb.FLOAT, cb.in_range(0, 1, hi_open=True)),
+    "noise_sigma": cb.Field(cb.FLOAT, cb.non_negative, "fraction of full scale"),
+    "blink_probability": cb.Field(cb.FLOAT, cb.in_range(0, 1)),
+    "jpeg_quality": cb.Field(cb.INT, cb.in_range(1, 100)),
+}, rules=(cb.Rule(("max_frames", "min_frames"), lambda hi, lo: hi >= lo,
+                  "max_frames >= min_frames"),))
 
 
 def validate_settings(config: Mapping[str, Any]) -> dict[str, Any]:
   """The generator's settings from a `synthetic` config block, typed and checked.
 
   Raises:
-    KeyError / ValueError naming the key and what was expected.
+    config_blocks.ConfigError (a ValueError; also a KeyError if a key is missing) naming every
+    bad `synthetic.<key>` and what was expected.
 
   >>> s = dict(seed=0, num_subjects=2, clips_per_class=1, image_size=32, min_frames=6,
   ...          max_frames=9, amplitude_px=1, head_jitter_px=0.1, illumination_drift=0.03,
@@ -51,22 +54,7 @@ def validate_settings(config: Mapping[str, Any]) -> dict[str, Any]:
   >>> validate_settings(s)['amplitude_px']
   1.0
   """
-  out = {}
-  for key, (kind, check, expected) in SETTINGS.items():
-    try:
-      value = config[key]
-    except (KeyError, AttributeError):
-      raise KeyError(f"synthetic config lacks key {key!r} (expected {expected})") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or (
-        kind is int and float(value) != int(value)):
-      raise ValueError(f"synthetic config key {key!r} = {value!r}: expected {expected}")
-    out[key] = kind(value)
-    if not check(out[key]):
-      raise ValueError(f"synthetic config key {key!r} = {value!r}: expected {expected}")
-  if out["max_frames"] < out["min_frames"]:
-    raise ValueError(f"synthetic config key 'max_frames' = {out['max_frames']} is below "
-                     f"'min_frames' = {out['min_frames']}: expected max_frames >= min_frames")
-  return out
+  return cb.read_block(config, SETTINGS, "synthetic")
 
 
 @dataclasses.dataclass(frozen=True)

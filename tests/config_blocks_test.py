@@ -1,0 +1,151 @@
+"""Config blocks: one reader (`read_block`), and `validate` naming every bad key before any work."""
+from pathlib import Path
+
+import jax
+import pytest
+
+from cmnet_jax import augment
+from cmnet_jax import config_blocks as cb
+from cmnet_jax import losses
+from cmnet_jax import models
+from cmnet_jax import training_blocks as tb
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.py")
+                 if p.stem not in ("__init__", "common"))
+
+
+def _config(name="tiny", arg=""):
+  return __import__(f"configs.{name}", fromlist=["get_config"]).get_config(arg)
+
+
+def _with(**changes):
+  """The tiny config with dotted keys changed, e.g. _with(**{'train.batch_size': 0})."""
+  config = _config()
+  for dotted, value in changes.items():
+    block, key = dotted.split(".")
+    with config[block].ignore_type():
+      config[block][key] = value
+  return config
+
+
+def _problems(config, **kw):
+  with pytest.raises(cb.ConfigError) as info:
+    cb.validate(config, **kw)
+  return info.value.problems
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("arg", ["", "quick"])
+def test_every_shipped_config_is_valid(name, arg):
+  values = cb.validate(_config(name, arg), device_count=8)
+  assert set(values) >= {"model", "data", "synthetic", "augment", "loss", "optim", "train"}
+
+
+# The bad values issue 15 found (each gave a traceback, or failed only after training), and what
+# the message must say: the key, the value, the expectation.
+CASES = [
+    ("train.batch_size", -4, "expected an int >= 1"),
+    ("train.batch_size", 0, "expected an int >= 1"),
+    ("train.num_epochs", 0, "expected an int >= 1"),
+    ("train.steps_per_epoch", 0, "expected an int >= 1"),
+    ("data.image_size", 0, "expected an int >= 8"),
+    ("data.train_jitter_copies", 0, "expected an int >= 1"),
+    ("train.checkpoints_to_keep", 0, "expected an int >= 1"),
+    ("train.checkpoint_every_epochs", 0, "expected an int >= 1"),
+    ("data.num_frames", 1, "expected an int >= 2"),
+    ("model.encoder", "resnet", "expected a string in ('resnet18', 'small_cnn')"),
+    ("model.input_mode", "onset_diff", "'raw', 'onset_difference', 'both'"),
+    ("loss.id_temperature", 0.0, "expected a number > 0"),
+    ("optim.learning_rate", -1e-3, "expected a number > 0"),
+    ("augment.blur_kernel", 4, "odd and >= 1"),
+    ("synthetic.jpeg_quality", 0, "in [1, 100]"),
+    ("loss.w_segments", "halves", "('whole', 'split')"),
+]
+
+
+@pytest.mark.parametrize("key,value,expected", CASES, ids=[f"{k}={v}" for k, v, _ in CASES])
+def test_bad_value_names_key_value_and_expectation(key, value, expected):
+  (problem,) = _problems(_with(**{key: value}), device_count=8)
+  assert problem.startswith(f"{key} = {value!r}: ") and expected in problem
+
+
+def test_num_devices_beyond_local_devices():
+  (problem,) = _problems(_with(**{"train.num_devices": 99}))
+  assert problem.startswith("train.num_devices = 99")
+  assert f"at most the {jax.local_device_count()} local devices" in problem
+  cb.validate(_with(**{"train.num_devices": jax.local_device_count()}))
+  cb.validate(_with(**{"train.num_devices": 99, "train.distributed": True}))  # JAX not started
+
+
+def test_every_problem_is_reported_at_once():
+  problems = _problems(_with(**{"train.batch_size": 0, "data.num_frames": 1,
+                                "model.encoder": "vgg", "loss.id_temperature": 0.0}),
+                       device_count=8)
+  assert [p.split(" ")[0] for p in problems] == ["model.encoder", "data.num_frames",
+                                                 "loss.id_temperature", "train.batch_size"]
+
+
+def test_wrong_type_and_cross_block_rules():
+  problems = _problems(_with(**{"train.batch_size": "8", "model.widths": (8, 6)}), device_count=8)
+  assert problems[0] == ("model.widths = (8, 6), model.norm_groups = 4: expected every width "
+                         "divisible by model.norm_groups")
+  assert problems[1].startswith("train.batch_size = '8': expected an int")
+  # tiny: 3 subjects x 1 clip x 5 classes -> a fold trains on 10 clips.
+  (problem,) = _problems(_with(**{"train.batch_size": 11}), device_count=8)
+  assert "train.batch_size = 11" in problem and "synthetic.num_subjects = 3" in problem
+  cb.validate(_with(**{"train.batch_size": 10}), device_count=8)
+  (problem,) = _problems(_with(**{"synthetic.num_subjects": 1, "train.batch_size": 1}),
+                         device_count=8)
+  assert "at least 2 synthetic subjects" in problem
+
+
+def test_pretrained_file_and_class_scheme_are_checked(tmp_path):
+  config = _config("casme2")
+  config.model.pretrained_npz = str(tmp_path / "missing.npz")
+  config.data.classes = "4class"
+  problems = _problems(config, device_count=8)
+  assert any("model.pretrained_npz" in p and "convert_resnet18" in p for p in problems)
+  assert any("data.classes = '4class'" in p and "'3class'" in p for p in problems)
+  (tmp_path / "missing.npz").write_bytes(b"")
+  config.data.classes = "3class"
+  cb.validate(config, device_count=8)
+
+
+def test_missing_key_and_block_are_key_errors():
+  config = _config().to_dict()
+  del config["train"]["seed"], config["optim"]
+  with pytest.raises(KeyError) as info:
+    cb.validate(config, device_count=8)
+  assert isinstance(info.value, cb.ConfigError)
+  assert str(info.value).splitlines() == [
+      "the config has no 'optim' block (see configs/common.py)",
+      "train.seed is missing: expected an int >= 0"]
+
+
+def test_read_block_returns_typed_values():
+  values = cb.read_block(dict(_config().model, widths=[8, 8], dropout=0), models.SPEC, "model")
+  assert values["widths"] == (8, 8) and isinstance(values["dropout"], float)
+  with pytest.raises(cb.ConfigError, match=r"augment.flip = 1: expected a bool"):
+    cb.read_block(dict(_config().augment, flip=1), augment.SPEC, "augment")
+  with pytest.raises(cb.ConfigError, match=r"augment.blur_sigma = \(2.0, 1.0\): expected a pair"):
+    augment.positive_views(jax.random.key(0), jax.numpy.zeros((1, 2, 8, 8, 3)),
+                           dict(_config().augment, blur_sigma=(2.0, 1.0)))
+
+
+def test_loss_block_follows_the_loss_term_registry():
+  """A registered term's coefficient and options are checked; keys no spec names pass."""
+  config = _config().to_dict()
+  config["loss"].update(lambda_custom=-1.0, custom_scale="big", custom_free=0.0)
+  cb.validate(config, device_count=8)  # not registered: not checked
+  losses.register_term(losses.Term("custom", None, options={
+      "custom_scale": losses.Option(1.0, "a scale")}))
+  try:
+    problems = _problems(config, device_count=8)
+    extra = {"loss": tb.loss_spec({"custom_free": cb.Field(cb.FLOAT, cb.positive)})}
+    more = _problems(config, specs=extra, device_count=8)
+  finally:
+    losses.unregister_term("custom")
+  assert problems == ("loss.lambda_custom = -1.0: expected a number >= 0 (coefficient of a loss "
+                      "term)", "loss.custom_scale = 'big': expected a number")
+  assert more[2:] == ("loss.custom_free = 0.0: expected a number > 0",)
