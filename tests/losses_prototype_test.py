@@ -9,7 +9,7 @@ from cmnet_jax.losses import sample_prototype
 
 
 def _reference(num_frames, apex, epsilon, floor):
-  """float64 NumPy prototype written from METHOD.md."""
+  """float64 NumPy prototype written from docs/method.md."""
   mean = np.empty(num_frames)
   for t in range(num_frames):
     if t == apex:

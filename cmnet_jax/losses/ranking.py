@@ -2,7 +2,7 @@
 
 Reference: F. Wilcoxon, "Individual comparisons by ranking methods", Biometrics Bulletin 1945;
 `scipy.stats.ranksums` (no tie correction, no continuity correction). The smooth rank
-R_i = 1 + sum_{j != i} sigmoid((u_i - u_j) / kappa) is the form of METHOD.md.
+R_i = 1 + sum_{j != i} sigmoid((u_i - u_j) / kappa) is the form in docs/method.md.
 """
 import functools
 import math
