@@ -148,6 +148,40 @@ def test_plots_are_pngs(tmp_path):
     reports.plot_intensity_curves(tmp_path / "i.png", learned, proto[:5])
 
 
+def test_intensity_figure_draws_raw_values_on_a_fixed_axis():
+  """Issue 15: min-max scaling hid that every s_t was ~0.01; a +-1 sd band left the 0..1 plot."""
+  from cmnet_jax.reports import plots  # pylint: disable=import-outside-toplevel
+  rs = np.random.RandomState(3)
+  learned = 0.01 + 0.002 * rs.rand(20, 9)
+  proto = np.r_[np.linspace(0.1, 1, 5), np.linspace(1, 0.1, 5)[1:]]
+  ax = plots.intensity_figure(learned, np.tile(proto, (20, 1)), true=proto ** 2).axes[0]
+  assert ax.get_ylim() == (0.0, 1.0)
+  mean_line, proto_line, true_line = ax.lines
+  np.testing.assert_allclose(mean_line.get_ydata(), learned.mean(0))
+  np.testing.assert_allclose(proto_line.get_ydata(), proto)
+  np.testing.assert_allclose(true_line.get_ydata(), proto ** 2)
+  band = ax.collections[0].get_paths()[0].vertices[:, 1]
+  assert learned.min() <= band.min() and band.max() <= learned.max()
+  np.testing.assert_allclose(band.max(), np.percentile(learned, 90, axis=0).max())
+  assert "frame position" in ax.get_xlabel() and "intensity" in ax.get_ylabel()
+  assert "values 0.01" in ax.get_legend().get_texts()[0].get_text()
+  wide = plots.intensity_figure(rs.randn(10, 9), proto).axes[0]  # out of [0, 1]: axis widens
+  assert wide.get_ylim()[0] < 0 and wide.get_ylim()[1] > 1
+
+
+def test_training_figure_has_integer_epochs_and_labelled_panels():
+  from cmnet_jax.reports import plots  # pylint: disable=import-outside-toplevel
+  rs = np.random.RandomState(4)
+  hist = {"loss": rs.rand(4, 3), "accuracy": rs.rand(4, 3), "wilcoxon_active": rs.rand(3)}
+  axes = plots.training_figure(hist).axes
+  for ax in axes:
+    ticks = [x for x in ax.get_xticks() if 1 <= x <= 3]
+    assert ticks == [1.0, 2.0, 3.0] and ax.get_xlabel() == "epoch" and ax.get_ylabel()
+  assert axes[1].get_title() == axes[1].get_ylabel() == "training-batch accuracy"
+  np.testing.assert_allclose(axes[1].lines[0].get_ydata(), hist["accuracy"].mean(0))
+  assert axes[0].get_ylabel() == "loss (mean over the epoch)"
+
+
 def _read_events(path):
   """TFRecord framing (length, crc, data, crc) parsed by hand; payloads are Event protos."""
   from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
