@@ -11,8 +11,8 @@ Importing this package registers one builder per declared database (`cmnet_casme
     # later, without the builder's settings:
     tfds.builder_from_directory(builder.data_dir).as_data_source()
 
->>> sorted(BUILDERS)
-['casme2', 'casme3', 'megc2019', 'samm', 'smic', 'synthetic']
+>>> BUILDERS['casme2'].name, BUILDERS['synthetic'].name
+('cmnet_casme2', 'cmnet_synthetic')
 """
 from cmnet_jax.datasets.tfds.base import MerBuilder, MerConfig, mer_config, read_numpy
 from cmnet_jax.datasets.tfds import builders as _builders
