@@ -6,6 +6,7 @@
     python run.py --mode=eval --workdir=runs/synthetic         # re-evaluate from checkpoints
     python run.py --mode=predict --workdir=runs/synthetic --frames=/path/to/clip_folder
     python run.py --mode=prepare --config=configs/casme2.py    # build the TFDS data only
+    python run.py --mode=align --config=configs/samm.py --config.data.root=/data/SAMM  # face crops
 """
 from __future__ import annotations
 
@@ -36,8 +37,9 @@ _CONFIG = config_flags.DEFINE_config_file(
     "Config file (optionally file.py:variant, e.g. configs/casme2.py:quick).", lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run folder (checkpoints, reports). Default: runs/<config name>[_<variant>].")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "predict", "prepare"],
-                          "train (resumes if the workdir has checkpoints) | eval | predict | prepare")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "predict", "prepare", "align"],
+                          "train (resumes if the workdir has checkpoints) | eval | predict | prepare"
+                          " | align (aligned face crops of data.root, see README)")
 _FRAMES = flags.DEFINE_string("frames", None, "predict: folder holding one clip's frames.")
 _ONSET = flags.DEFINE_integer("onset", None, "predict: onset frame number (default: first frame).")
 _APEX = flags.DEFINE_integer("apex", None, "predict: apex frame number (default: the frame that "

@@ -43,6 +43,9 @@ def run(mode: str, config: ml_collections.ConfigDict, workdir: Path, *,
       from cmnet_jax.datasets import tfds as tfds_lib  # pylint: disable=g-import-not-at-top
       path = tfds_lib.prepare(config, workdir)
       print(f"prepared TFDS data in {path}")
+    elif mode == "align":
+      from cmnet_jax.align import runner  # pylint: disable=g-import-not-at-top
+      return runner.main(config)
     elif mode == "predict":
       if not frames:
         print("error: --mode=predict needs --frames=/path/to/clip_folder", file=sys.stderr)

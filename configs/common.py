@@ -1,7 +1,7 @@
 """Shared config blocks. Every key the library reads is listed here; per-dataset configs
 override values, never add keys the code does not read.
 
-Blocks: `model`, `data`, `synthetic`, `augment`, `loss`, `optim`, `train`.
+Blocks: `model`, `data`, `synthetic`, `augment`, `loss`, `optim`, `train`, `align`.
 """
 import ml_collections
 
@@ -74,7 +74,22 @@ def data_config(name: str = "synthetic") -> ml_collections.ConfigDict:
   c.num_frames = 9                   # T, anchored on onset/apex/offset (METHOD.md)
   c.image_size = 64                  # frames resized to image_size x image_size
   c.train_jitter_copies = 4          # jittered temporal samplings per training clip held on device
+  c.aligned_root = ""                # --mode=align writes the aligned copy here; '' = <root>_aligned
   return c
+
+
+def align_config() -> ml_collections.ConfigDict:
+  """`--mode=align` (cmnet_jax/align): face detection, 68 landmarks, one similarity per clip."""
+  c = ml_collections.ConfigDict()
+  c.size = 224                       # aligned crops are size x size pixels
+  c.margin = 0.1                     # crop widened by this fraction of the face box on each side
+  c.fallback = "centre"              # no face found: 'centre' square crop | 'whole' frame resized
+  c.redetect = False                 # True = landmarks on every frame (onset's transform if none)
+  c.detect_width = 640               # detect on a copy this wide (0 = full size)
+  c.jpeg_quality = 95                # for jpg frames; bmp/png are written lossless
+  c.workers = 0                      # threads decoding/warping/writing frames; 0 = min(8, CPUs)
+  return c
+
 
 
 def synthetic_config() -> ml_collections.ConfigDict:
@@ -129,6 +144,7 @@ def base_config(dataset: str = "synthetic", scale: str = "small") -> ml_collecti
   c.loss = loss_config()
   c.optim = optim_config()
   c.train = train_config()
+  c.align = align_config()
   return c
 
 
