@@ -172,14 +172,16 @@ def test_intensity_figure_draws_raw_values_on_a_fixed_axis():
 def test_training_figure_has_integer_epochs_and_labelled_panels():
   from cmnet_jax.reports import plots  # pylint: disable=import-outside-toplevel
   rs = np.random.RandomState(4)
-  hist = {"loss": rs.rand(4, 3), "accuracy": rs.rand(4, 3), "wilcoxon_active": rs.rand(3)}
+  hist = {"loss": rs.rand(4, 3), "accuracy": rs.rand(4, 3), "wilcoxon_active": rs.rand(3),
+          "id": rs.rand(3)}
   axes = plots.training_figure(hist).axes
   for ax in axes:
     ticks = [x for x in ax.get_xticks() if 1 <= x <= 3]
     assert ticks == [1.0, 2.0, 3.0] and ax.get_xlabel() == "epoch" and ax.get_ylabel()
   assert axes[1].get_title() == axes[1].get_ylabel() == "training-batch accuracy"
   np.testing.assert_allclose(axes[1].lines[0].get_ydata(), hist["accuracy"].mean(0))
-  assert axes[0].get_ylabel() == "loss (mean over the epoch)"
+  assert axes[0].get_ylabel() == axes[3].get_ylabel() == "loss (mean over the epoch)"
+  assert axes[2].get_ylabel() == "wilcoxon_active (mean over the epoch)"
 
 
 def _read_events(path):

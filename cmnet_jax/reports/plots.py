@@ -123,7 +123,8 @@ def plot_intensity_curves(path: str | os.PathLike, learned: Any, prototype_mean:
 
 
 # Panel titles of the history entries the training loop logs (others: their name); the
-# objective and its terms are losses, 'accuracy' is the accuracy on the training batches.
+# objective and every registered loss term are losses, 'accuracy' is on the training batches,
+# other entries are a term's metrics ('<term>_<metric>').
 _TITLES = {"loss": "objective (weighted sum of the terms)", "ce": "ce: cross-entropy",
            "id": "id: Intensity Distillation", "wilcoxon": "wilcoxon: Wilcoxon rank-sum",
            "accuracy": "training-batch accuracy"}
@@ -143,6 +144,8 @@ def training_figure(history: Mapping[str, Any], *, title: str = "") -> Figure:
   """
   if not history:
     raise ValueError("training curves: history is empty")
+  from cmnet_jax import losses  # pylint: disable=g-import-not-at-top  (the registered terms)
+  loss_names = {"loss", *_TITLES, *losses.TERMS} - {"accuracy"}
   fig = _figure(4.0 * min(len(history), 3), 3.2 * -(-len(history) // 3))
   for k, (name, values) in enumerate(history.items()):
     v = np.asarray(values, np.float64)
@@ -166,7 +169,7 @@ def training_figure(history: Mapping[str, Any], *, title: str = "") -> Figure:
       ax.set_ylabel("training-batch accuracy")
       ax.set_ylim(0.0, 1.0)
     else:
-      ax.set_ylabel(f"{'loss' if name in _TITLES else name} (mean over the epoch)")
+      ax.set_ylabel(f"{'loss' if name in loss_names else name} (mean over the epoch)")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
   if title:
