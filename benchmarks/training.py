@@ -66,7 +66,9 @@ def make_inputs(config, num_folds: int, num_clips: int, rng: np.random.Generator
       train_apex=np.full((num_clips, copies), t // 2, np.int32),
       eval_frames=rng.integers(0, 256, (num_clips, t, s, s, 3), dtype=np.uint8),
       eval_apex=np.full((num_clips,), t // 2, np.int32),
-      labels=rng.integers(0, 5, (num_clips,)).astype(np.int32))
+      labels=rng.integers(0, 5, (num_clips,)).astype(np.int32),
+      train_intensity=np.zeros((num_clips, copies, t), np.float32),
+      eval_intensity=np.zeros((num_clips, t), np.float32))
   subjects = np.arange(num_clips) % (num_folds + 1)  # subject F is never held out
   weights = np.stack([(subjects != f) / np.sum(subjects != f) for f in range(num_folds)])
   max_test = max(int(np.sum(subjects == f)) for f in range(num_folds))

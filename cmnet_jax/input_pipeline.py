@@ -36,6 +36,7 @@ class ClipData:
     eval_frames: uint8 `[N, T, H, W, 3]`; eval_apex: int32 `[N]`.
     train_frames: uint8 `[N, J, T, H, W, 3]`; train_apex: int32 `[N, J]`.
     true_intensity: float32 `[N, T]` at the evaluation sampling (synthetic data only) or None.
+    train_true_intensity: float32 `[N, J, T]` at the training samplings, or None.
   """
   class_names: tuple
   labels: np.ndarray
@@ -48,11 +49,18 @@ class ClipData:
   train_frames: np.ndarray
   train_apex: np.ndarray
   true_intensity: Optional[np.ndarray]
+  train_true_intensity: Optional[np.ndarray] = None
 
   def device_data(self):
     from cmnet_jax.train_step import DeviceData  # pylint: disable=g-import-not-at-top
+    known = self.true_intensity is not None and self.train_true_intensity is not None
+    eval_i = self.true_intensity if known else np.zeros(self.eval_apex.shape + (
+        self.eval_frames.shape[1],), np.float32)
+    train_i = self.train_true_intensity if known else np.zeros(self.train_apex.shape + (
+        self.train_frames.shape[2],), np.float32)
     return DeviceData(self.train_frames, self.train_apex.astype(np.int32), self.eval_frames,
-                      self.eval_apex.astype(np.int32), self.labels.astype(np.int32))
+                      self.eval_apex.astype(np.int32), self.labels.astype(np.int32),
+                      train_i.astype(np.float32), eval_i.astype(np.float32))
 
 
 def dataset_root(config: ml_collections.ConfigDict, workdir: Path) -> Path:
@@ -80,7 +88,7 @@ def load_index(config: ml_collections.ConfigDict, workdir: Path):
 
 def _cache_key(config: ml_collections.ConfigDict) -> str:
   blob = json.dumps({"data": config.data.to_dict(), "synthetic": config.synthetic.to_dict(),
-                     "seed": config.train.seed}, sort_keys=True, default=str)
+                     "seed": config.train.seed, "format": 2}, sort_keys=True, default=str)
   return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -97,10 +105,10 @@ def load(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> ClipD
     arrays = dict(np.load(cache))
   else:
     arrays = _decode(index, config)
+    eval_positions, train_positions = arrays.pop("eval_positions"), arrays.pop("train_positions")
     if config.data.name == "synthetic":
-      arrays["true_intensity"] = _true_intensity(index, root, arrays.pop("eval_positions"))
-    else:
-      arrays.pop("eval_positions")
+      arrays["true_intensity"] = _true_intensity(index, root, eval_positions)
+      arrays["train_true_intensity"] = _true_intensity(index, root, train_positions)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(cache.name + f".tmp{os.getpid()}.npz")
     np.savez(tmp, **arrays)
@@ -113,7 +121,8 @@ def load(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> ClipD
       datasets=tuple(c.dataset for c in clips), folds=list(folds),
       eval_frames=arrays["eval_frames"], eval_apex=arrays["eval_apex"],
       train_frames=arrays["train_frames"], train_apex=arrays["train_apex"],
-      true_intensity=arrays.get("true_intensity"))
+      true_intensity=arrays.get("true_intensity"),
+      train_true_intensity=arrays.get("train_true_intensity"))
 
 
 def _wait_for(path: Path, timeout_s: float = 3600.0) -> None:
@@ -133,6 +142,7 @@ def _decode(index, config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
       "eval_positions": np.zeros((n, t), np.int64),
       "train_frames": np.zeros((n, copies, t, size, size, 3), np.uint8),
       "train_apex": np.zeros((n, copies), np.int32),
+      "train_positions": np.zeros((n, copies, t), np.int64),
   }
   for i, clip in enumerate(index.clips):
     positions, apex = frames_lib.sample_frame_indices(
@@ -140,12 +150,13 @@ def _decode(index, config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
     out["eval_frames"][i] = frames_lib.read_frames(clip, positions, image_size=size)
     out["eval_apex"][i], out["eval_positions"][i] = apex, positions
     out["train_frames"][i, 0], out["train_apex"][i, 0] = out["eval_frames"][i], apex
+    out["train_positions"][i, 0] = positions
     for j in range(1, copies):
       rng = np.random.default_rng([config.train.seed, i, j])
       positions, apex = frames_lib.sample_frame_indices(
           len(clip.frame_paths), clip.apex_index, t, rng=rng)
       out["train_frames"][i, j] = frames_lib.read_frames(clip, positions, image_size=size)
-      out["train_apex"][i, j] = apex
+      out["train_apex"][i, j], out["train_positions"][i, j] = apex, positions
   return out
 
 
@@ -157,5 +168,5 @@ def _true_intensity(index, root: Path, positions: np.ndarray) -> np.ndarray:
   out = np.zeros(positions.shape, np.float32)
   for i, clip in enumerate(index.clips):
     curve = table[(clip.subject, clip.clip_id)]
-    out[i] = [curve[clip.frame_numbers[int(p)]] for p in positions[i]]
+    out[i] = np.vectorize(lambda p: curve[clip.frame_numbers[int(p)]])(positions[i])
   return out

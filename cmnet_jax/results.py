@@ -18,12 +18,13 @@ from cmnet_jax import metrics
 from cmnet_jax import reports
 
 
-def save_group(path: Path, *, fold_ids, fold_data, logits, intensities, history, oracle) -> None:
+def save_group(path: Path, *, fold_ids, fold_data, logits, intensities, ablated_logits,
+               history, oracle) -> None:
   """Writes one fold group's held-out predictions and training history (atomically)."""
   path.parent.mkdir(parents=True, exist_ok=True)
   arrays = {"fold_ids": np.asarray(fold_ids), "test_ids": np.asarray(fold_data.test_ids),
             "test_mask": np.asarray(fold_data.test_mask), "logits": logits,
-            "intensities": intensities}
+            "intensities": intensities, "ablated_logits": ablated_logits}
   arrays.update({f"history_{k}": v for k, v in history.items()})
   if oracle:
     arrays["oracle_epochs"] = np.array([e for e, _ in oracle])
@@ -48,8 +49,9 @@ def wait_for_groups(folder: Path, num_groups: int, process_count: int, *,
 
 
 def merge(groups: list[dict], num_clips: int) -> dict[str, Any]:
-  """Per-clip logits and intensities (each clip is tested exactly once) and per-fold history."""
-  logits = intensities = None
+  """Per-clip logits, ablated logits and intensities (each clip is tested exactly once) and
+  per-fold history."""
+  logits = intensities = ablated = None
   seen = np.zeros(num_clips, bool)
   history: dict[str, list] = {}
   oracle: dict[int, np.ndarray] = {}
@@ -58,12 +60,14 @@ def merge(groups: list[dict], num_clips: int) -> dict[str, Any]:
     if logits is None:
       logits = np.zeros((num_clips,) + g["logits"].shape[2:], np.float32)
       intensities = np.zeros((num_clips,) + g["intensities"].shape[2:], np.float32)
+      ablated = np.zeros_like(logits)
     ids, mask = g["test_ids"][real], g["test_mask"][real]
     if np.any(seen[ids[mask]]):
       raise ValueError("a clip was tested by two folds: the fold files are inconsistent")
     seen[ids[mask]] = True
     logits[ids[mask]] = g["logits"][real][mask]
     intensities[ids[mask]] = g["intensities"][real][mask]
+    ablated[ids[mask]] = g["ablated_logits"][real][mask]
     for key in g:
       if key.startswith("history_"):
         history.setdefault(key[len("history_"):], []).append(g[key][real])
@@ -75,7 +79,7 @@ def merge(groups: list[dict], num_clips: int) -> dict[str, Any]:
   if not seen.all():
     raise ValueError(f"{int((~seen).sum())} clips were never tested: the fold files are "
                      "incomplete")
-  return {"logits": logits, "intensities": intensities,
+  return {"logits": logits, "intensities": intensities, "ablated_logits": ablated,
           "history": {k: np.concatenate(v, 0) for k, v in history.items()}, "oracle": oracle}
 
 
@@ -115,7 +119,13 @@ def finish(config: ml_collections.ConfigDict, workdir: Path, data, groups: list[
   intensity = {"vs_prototype": reports.intensity_spearman(merged["intensities"], mean_curves)}
   if data.true_intensity is not None:
     intensity["vs_true"] = reports.intensity_spearman(merged["intensities"], data.true_intensity)
-  extra = {"intensity_spearman": intensity, "config": config.to_dict()}
+  active = merged["history"].get("wilcoxon_active")
+  diagnostics = reports.intensity_diagnostics(
+      merged["intensities"], merged["logits"], merged["ablated_logits"],
+      wilcoxon_active=None if active is None else active[:, -1],
+      true_intensity=data.true_intensity, prototype_mean=mean_curves)
+  extra = {"intensity": diagnostics, "intensity_spearman": intensity,
+           "config": config.to_dict()}
   oracle_block = None
   if merged["oracle"]:
     opreds, chosen = _oracle_predictions(merged["oracle"], labels)
@@ -140,5 +150,6 @@ def finish(config: ml_collections.ConfigDict, workdir: Path, data, groups: list[
     for epoch in range(next(iter(hist.values())).shape[1]):
       writer.write(epoch + 1, {k: float(np.nanmean(v[:, epoch])) for k, v in hist.items()})
   print(reports.format_results_table(rows, class_names=list(data.class_names)))
+  print(reports.format_diagnostics(diagnostics))
   print(f"(chance accuracy {1.0 / num_classes:.3f}; reports in {workdir})")
   return {"headline": headline, **extra, "oracle_best_epoch": oracle_block}

@@ -103,6 +103,9 @@ def _validate(config: ml_collections.ConfigDict, data: input_pipeline.ClipData) 
   if config.train.batch_size > smallest:
     raise RunError(f"train.batch_size={config.train.batch_size} is larger than the smallest "
                      f"fold's training set ({smallest} clips); lower train.batch_size")
+  if config.model.intensity_source == "oracle" and data.true_intensity is None:
+    raise RunError("model.intensity_source='oracle' needs the true per-frame intensity, which "
+                   f"only the synthetic generator knows; data.name is {config.data.name!r}")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
@@ -135,7 +138,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   init_one = ts.make_init(model, tx, sample)
   epoch_fn = parallel.fold_parallel(ts.make_train_epoch(model, tx, config), layout,
                                     fold_args=(0, 1), donate=(0,))
-  eval_fn = parallel.fold_parallel(ts.make_eval(model), layout, fold_args=(0, 1))
+  eval_fn = parallel.fold_parallel(ts.make_eval(model, config), layout, fold_args=(0, 1))
   progress = reports.Progress(layout.num_groups, tc.num_epochs)
   base_rng = jax.random.PRNGKey(tc.seed)
   for group in range(layout.num_groups):
@@ -177,8 +180,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       for k, v in metrics.items():
         history.setdefault(k, []).append(v.mean(axis=1))
       if tc.eval_every_epochs and (epoch + 1) % tc.eval_every_epochs == 0:
-        logits, _ = parallel.unshard(eval_fn(state.params, fold_data, device_data))
-        oracle.append((epoch + 1, logits.argmax(-1)))
+        evaluated = parallel.unshard(eval_fn(state.params, fold_data, device_data))
+        oracle.append((epoch + 1, evaluated.logits.argmax(-1)))
       done = epoch + 1 == tc.num_epochs
       if store and (done or (epoch + 1) % tc.checkpoint_every_epochs == 0):
         store.save(epoch + 1, parallel.unshard(state), {
@@ -186,9 +189,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             "oracle": [(e, p.tolist()) for e, p in oracle]})
       progress.update(group, epoch + 1, float(np.mean(metrics["loss"][fold_ids >= 0])),
                       time.perf_counter() - t0)
-    logits, intensities = parallel.unshard(eval_fn(state.params, fold_data, device_data))
+    evaluated = parallel.unshard(eval_fn(state.params, fold_data, device_data))
     results_lib.save_group(out_path, fold_ids=fold_ids, fold_data=_fold_arrays(data, fold_ids),
-                           logits=logits, intensities=intensities,
+                           logits=evaluated.logits, intensities=evaluated.intensities,
+                           ablated_logits=evaluated.ablated_logits,
                            history={k: np.stack(v, 1) for k, v in history.items()},
                            oracle=oracle)
     if store:

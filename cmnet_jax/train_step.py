@@ -39,12 +39,30 @@ class DeviceData(NamedTuple):
   eval_frames: uint8 `[clips, time, height, width, 3]` (deterministic sampling).
   eval_apex: int32 `[clips]`.
   labels: int32 `[clips]`.
+  train_intensity: float32 `[clips, copies, time]`, the true intensity of each training
+    sampling (synthetic data; zeros where unknown). Used only by `model.intensity_source='oracle'`.
+  eval_intensity: float32 `[clips, time]`, the same for the evaluation sampling.
   """
   train_frames: jnp.ndarray
   train_apex: jnp.ndarray
   eval_frames: jnp.ndarray
   eval_apex: jnp.ndarray
   labels: jnp.ndarray
+  train_intensity: jnp.ndarray
+  eval_intensity: jnp.ndarray
+
+
+class EvalOutput(NamedTuple):
+  """What `make_eval`'s function returns for one fold's held-out clips (padded to max_test).
+
+  logits: float32 `[max_test, C]`.
+  intensities: float32 `[max_test, T]`, the s_t the classifier saw.
+  ablated_logits: float32 `[max_test, C]`, the logits when every clip's s_t is replaced by its
+    clip mean (the gate ablation: do the intensities' variations over time change predictions?).
+  """
+  logits: jnp.ndarray
+  intensities: jnp.ndarray
+  ablated_logits: jnp.ndarray
 
 
 class FoldData(NamedTuple):
@@ -98,20 +116,23 @@ def init_fold_states(init_one: Callable[[jnp.ndarray], TrainState], fold_rngs) -
 
 
 def make_loss_fn(model, config: ml_collections.ConfigDict) -> Callable:
-  """`loss_fn(params, clips, labels, apex, rng) -> (total, (logs, logits))` for one batch.
+  """`loss_fn(params, clips, labels, apex, rng, gate=None) -> (total, (logs, logits))`.
+
+  `gate` `[B, T]`, if given, replaces the model's s_t in the fusion (the oracle arm).
 
   The objective's terms come from the registry (`cmnet_jax.losses.TERMS`): every term with a
   non-zero coefficient in `config.loss` (and every diagnostic term) is computed from the same
   `StepInputs`, and `logs` holds each term's mean and metrics.
   """
-  lc = config.loss
+  lc = losses.terms.resolve_preset(config.loss)
   objective = losses.make_objective(losses.terms.objective_coefficients(lc))
   losses.terms.active_terms(lc)  # raises now, not at trace time, if a term's keys are missing
 
-  def loss_fn(params, clips, labels, apex, rng):
+  def loss_fn(params, clips, labels, apex, rng, gate=None):
     key = losses.terms.stream_keys(rng)
     variables = {"params": params}
-    out = model.apply(variables, clips, train=True, rngs={"dropout": key("dropout")})
+    out = model.apply(variables, clips, train=True, rngs={"dropout": key("dropout")},
+                      intensities=gate)
 
     def positive_embeddings():
       # Positive view of frame t: photometric augmentation of frame t; its onset reference gets
@@ -147,6 +168,7 @@ def make_train_epoch(model, tx, config: ml_collections.ConfigDict) -> Callable:
   loss_fn = make_loss_fn(model, config)
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   batch_size = tc.batch_size
+  oracle = _intensity_source(config) == "oracle"
 
   def step(state: TrainState, fold: FoldData, data: DeviceData):
     rng = jax.random.fold_in(state.rng, state.step)
@@ -159,7 +181,8 @@ def make_train_epoch(model, tx, config: ml_collections.ConfigDict) -> Callable:
     apex = data.train_apex[ids, copy]
     labels = data.labels[ids]
     clips = augment.clip_augment(k_aug, clips, config.augment)
-    (total, (logs, logits)), grads = grad_fn(state.params, clips, labels, apex, k_loss)
+    gate = data.train_intensity[ids, copy] if oracle else None
+    (total, (logs, logits)), grads = grad_fn(state.params, clips, labels, apex, k_loss, gate)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(logs, loss=total,
@@ -173,10 +196,26 @@ def make_train_epoch(model, tx, config: ml_collections.ConfigDict) -> Callable:
   return epoch
 
 
-def make_eval(model) -> Callable:
-  """`evaluate(params, fold, data) -> (logits [max_test, C], intensities [max_test, T])`."""
+def _intensity_source(config: ml_collections.ConfigDict) -> str:
+  from cmnet_jax.models import INTENSITY_SOURCES  # pylint: disable=g-import-not-at-top
+  source = config.model.intensity_source
+  if source not in INTENSITY_SOURCES:
+    raise ValueError(f"model.intensity_source: expected one of {INTENSITY_SOURCES}, got "
+                     f"{source!r}")
+  return source
+
+
+def make_eval(model, config: ml_collections.ConfigDict) -> Callable:
+  """`evaluate(params, fold, data) -> EvalOutput` on the fold's held-out clips."""
+  oracle = _intensity_source(config) == "oracle"
+
   def evaluate(params, fold: FoldData, data: DeviceData):
     clips = data.eval_frames[fold.test_ids]
-    out = model.apply({"params": params}, clips, train=False)
-    return out.logits.astype(jnp.float32), out.intensities.astype(jnp.float32)
+    gate = data.eval_intensity[fold.test_ids] if oracle else None
+    apply = lambda g: model.apply({"params": params}, clips, train=False, intensities=g)
+    out = apply(gate)
+    s = out.intensities.astype(jnp.float32)
+    flat = jnp.broadcast_to(jnp.mean(s, axis=1, keepdims=True), s.shape)
+    return EvalOutput(out.logits.astype(jnp.float32), s,
+                      apply(flat).logits.astype(jnp.float32))
   return evaluate

@@ -30,6 +30,8 @@ def model_config(scale: str = "small") -> ml_collections.ConfigDict:
   c.conv_impl = "auto"               # 'auto' (im2col on CPU, XLA conv on GPU/TPU) | 'xla' | 'im2col'
   c.pretrained_npz = ""              # torchvision-named ResNet-18 .npz; '' = random init
   c.pretrained_into = "both"         # 'ice' | 'ffe' | 'both'
+  c.intensity_source = "learned"     # s_t in the fusion: 'learned' (squeeze) | 'oracle' (the
+                                     # synthetic generator's true intensity; an experiment arm)
   return c
 
 
@@ -71,7 +73,7 @@ def data_config(name: str = "synthetic") -> ml_collections.ConfigDict:
   c.root = ""                        # folder the user unpacked ('' = synthetic cache under the workdir)
   c.annotation = ""                  # annotation file; '' = found by its known names under root
   c.classes = ""                     # class scheme, e.g. '5class', '3class'; '' = the database default
-  c.num_frames = 9                   # T, anchored on onset/apex/offset (METHOD.md)
+  c.num_frames = 9                   # T, anchored on onset/apex/offset (docs/method.md)
   c.image_size = 64                  # frames resized to image_size x image_size
   c.train_jitter_copies = 4          # jittered temporal samplings per training clip held on device
   c.aligned_root = ""                # --mode=align writes the aligned copy here; '' = <root>_aligned
@@ -89,7 +91,6 @@ def align_config() -> ml_collections.ConfigDict:
   c.jpeg_quality = 95                # for jpg frames; bmp/png are written lossless
   c.workers = 0                      # threads decoding/warping/writing frames; 0 = min(8, CPUs)
   return c
-
 
 
 def synthetic_config() -> ml_collections.ConfigDict:

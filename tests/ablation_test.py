@@ -18,8 +18,8 @@ def test_grid_covers_every_run_once_most_informative_first():
   assert {r.amplitude for r in runs[:main]} == {2.0}
   assert [r.seed for r in runs[:main]] == sorted(r.seed for r in runs[:main])
   assert [r.arm for r in runs[:len(ablation.ARMS)]] == list(ablation.ARMS)
-  # Then cross-entropy vs full at the other amplitudes, before the remaining arms there.
-  core = runs[main:main + 2 * 2 * 3]
+  # Then the core arms at the other amplitudes, before the remaining arms there.
+  core = runs[main:main + len(ablation.CORE_ARMS) * 2 * 3]
   assert {r.arm for r in core} == set(ablation.CORE_ARMS)
   assert {r.amplitude for r in core} == {1.0, 0.5}
   assert not set(ablation.CORE_ARMS) & {r.arm for r in runs[main + len(core):]}
@@ -35,23 +35,24 @@ def test_run_config_sets_the_arm_amplitude_seed_and_shared_data(arm, tmp_path):
   assert c.synthetic.amplitude_px == 0.5 and c.train.seed == 2
   assert c.data.root == str(tmp_path / "data" / "amp0.5")
   assert c.train.checkpoint_every_epochs == c.train.num_epochs
-  expected = base.loss.to_dict()
-  expected.update({k.split(".")[1]: v for k, v in ablation.ARMS[arm].items()})
-  assert c.loss.to_dict() == expected
+  for block in ("loss", "model"):
+    expected = base[block].to_dict()
+    expected.update({k.split(".")[1]: v for k, v in ablation.ARMS[arm].items()
+                     if k.startswith(block + ".")})
+    assert c[block].to_dict() == expected
   # Everything else is the synthetic default.
-  for block in ("model", "augment", "optim"):
+  for block in ("augment", "optim"):
     assert c[block].to_dict() == base[block].to_dict()
 
 
 def _fake_result(rng, seed):
   return {"headline": {"accuracy": float(rng.uniform()), "uf1": float(rng.uniform()),
                        "uar": float(rng.uniform())},
-          "intensity_spearman": {"vs_true": {"mean_curve": float(rng.uniform(-1, 1)),
-                                             "per_clip_mean": float(rng.uniform(-1, 1))}}}
+          "intensity": {k: float(rng.uniform()) for k in ablation.DIAGNOSTICS}}
 
 
 def test_run_grid_resumes_and_respects_the_deadline(tmp_path):
-  runs = ablation.grid(("ce", "full"), (2.0,), (0, 1))
+  runs = ablation.grid(("ce", "default"), (2.0,), (0, 1))
   done = runs[0].path(tmp_path)
   done.mkdir(parents=True)
   (done / "results.json").write_text(json.dumps(_fake_result(np.random.default_rng(0), 0)))
@@ -68,13 +69,13 @@ def test_run_grid_resumes_and_respects_the_deadline(tmp_path):
   assert [c[2] for c in calls] == [r.path(tmp_path) for r in runs[1:]]  # the finished one skipped
   assert [(c[0], c[1]) for c in calls] == [(0.1, 0), (0.0, 1), (0.1, 1)]
   log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-  assert [(r["arm"], r["seed"]) for r in log] == [("full", 0), ("ce", 1), ("full", 1)]
+  assert [(r["arm"], r["seed"]) for r in log] == [("default", 0), ("ce", 1), ("default", 1)]
   # Per-run rows: every finished run, with the device and seconds of those this call trained.
   rows = {(r["arm"], r["seed"]): r for r in ablation.run_rows(tmp_path)}
-  assert set(rows) == {("ce", 0), ("full", 0), ("ce", 1), ("full", 1)}
-  assert rows["ce", 0]["device"] is None and rows["full", 1]["seconds"] >= 0
+  assert set(rows) == {("ce", 0), ("default", 0), ("ce", 1), ("default", 1)}
+  assert rows["ce", 0]["device"] is None and rows["default", 1]["seconds"] >= 0
   written = json.loads((runs[3].path(tmp_path) / "results.json").read_text())
-  assert rows["full", 1]["accuracy"] == written["headline"]["accuracy"]
+  assert rows["default", 1]["accuracy"] == written["headline"]["accuracy"]
   # All done: nothing runs again.
   ablation.run_grid(tmp_path, runs, float("inf"), train_fn=fake_train, compile_cache=False)
   assert len(calls) == 3
@@ -94,7 +95,7 @@ def test_run_grid_resumes_and_respects_the_deadline(tmp_path):
 def test_summarize_is_mean_and_sample_sd_over_seeds(tmp_path):
   rng = np.random.default_rng(3)
   written = {}
-  for arm, seeds in (("full", (0, 1, 2)), ("ce", (0, 1, 2)), ("full-all", (4,))):
+  for arm, seeds in (("default", (0, 1, 2)), ("ce", (0, 1, 2)), ("oracle", (4,))):
     for seed in seeds:
       path = ablation.Run(1.0, arm, seed).path(tmp_path)
       path.mkdir(parents=True)
@@ -102,14 +103,13 @@ def test_summarize_is_mean_and_sample_sd_over_seeds(tmp_path):
       (path / "results.json").write_text(json.dumps(written[arm, seed]))
   rows = ablation.summarize(tmp_path).splitlines()
   assert len(rows) == 2 + 3
-  assert [r.split(" | ")[1] for r in rows[2:]] == ["ce", "full", "full-all"]  # ARMS order
+  assert [r.split(" | ")[1] for r in rows[2:]] == ["ce", "default", "oracle"]  # ARMS order
   for row in rows[2:]:
     cells = [c.strip() for c in row.strip("|").split("|")]
     arm, seeds = cells[1], [int(s) for s in cells[2].split(",")]
     values = [written[arm, s] for s in seeds]
     columns = [[v["headline"][k] for v in values] for k in ("accuracy", "uf1", "uar")]
-    columns += [[v["intensity_spearman"]["vs_true"][k] for v in values]
-                for k in ("mean_curve", "per_clip_mean")]
+    columns += [[v["intensity"][k] for v in values] for k in ablation.DIAGNOSTICS]
     for cell, column in zip(cells[3:], columns):
       if len(column) == 1:
         assert cell == f"{column[0]:.3f}"

@@ -54,6 +54,30 @@ def test_difference_frequencies_match_softmax(k):
     np.testing.assert_array_less(np.abs(frequency[i, others] - expected), bound)
 
 
+def test_normalized_difference_sampling_is_scale_free():
+  """Micro-expression frame differences are ~0.005: un-normalised, the draw is uniform."""
+  num_frames, temperature, k = 6, 0.5, 1
+  d = np.random.default_rng(1).uniform(0, 2, size=(num_frames, num_frames)).astype(np.float32)
+  d = (d + d.T) * (1 - np.eye(num_frames, dtype=np.float32))
+  tiny = np.broadcast_to(0.005 * d, (NUM_DRAWS,) + d.shape)
+  masks = sample_negatives(jax.random.key(5), tiny, strategy="difference", num_negatives=k,
+                           temperature=temperature, normalize=True)
+  frequency = np.asarray(masks).mean(0)
+  scaled = d / (d.sum() / (num_frames * (num_frames - 1)))     # NumPy float64 normalisation
+  for i in range(num_frames):
+    others = [j for j in range(num_frames) if j != i]
+    logits = scaled[i, others].astype(np.float64) / temperature
+    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    bound = 5 * np.sqrt(expected * (1 - expected) / NUM_DRAWS)
+    np.testing.assert_array_less(np.abs(frequency[i, others] - expected), bound)
+  same = sample_negatives(jax.random.key(5), 1000 * tiny, strategy="difference",
+                          num_negatives=k, temperature=temperature, normalize=True)
+  np.testing.assert_array_equal(masks, same)
+  raw = np.asarray(sample_negatives(jax.random.key(5), tiny, strategy="difference",
+                                    num_negatives=k, temperature=temperature)).mean(0)
+  assert np.abs(raw[~np.eye(num_frames, dtype=bool)] - 1 / (num_frames - 1)).max() < 0.03
+
+
 def test_uniform_frequencies_and_jit_equals_eager():
   d = np.zeros((NUM_DRAWS, 6, 6), np.float32)
   frequency = np.asarray(sample_negatives(jax.random.key(2), d, strategy="uniform",

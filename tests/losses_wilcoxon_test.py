@@ -103,3 +103,62 @@ def test_bad_input_raises():
     wilcoxon_loss(s, v, temperature=0.1, segments="rising")
   with pytest.raises(ValueError, match="where"):
     wilcoxon_loss(s, v, temperature=0.1, where=np.ones((5, 3), bool))
+
+
+def _z_reference(s, v):
+  """max(0, |z| - z_crit(MARGIN)) with z from scipy.stats.ranksums, per clip."""
+  z_crit = stats.norm.isf(MARGIN / 2)
+  return np.array([max(0.0, abs(stats.ranksums(s[b].astype(np.float64),
+                                              v[b].ravel().astype(np.float64)).statistic) - z_crit)
+                   for b in range(s.shape[0])])
+
+
+def test_z_hinge_matches_scipy_and_is_active_on_the_same_clips():
+  s, v, apex = _data(batch=6)
+  z = wilcoxon_loss(s, v, margin=MARGIN, temperature=0., penalty="z_hinge")
+  p = wilcoxon_loss(s, v, margin=MARGIN, temperature=0., penalty="p_hinge")
+  np.testing.assert_allclose(z, _z_reference(s, v), rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(z) > 0, np.asarray(p) > 0)
+  assert (np.asarray(z) > 0).any() and (np.asarray(z) == 0).any()
+
+
+def _prototype_clip(num_frames=9):
+  mean = np.r_[np.linspace(0.1, 1, 5), np.linspace(1, 0.1, 5)[1:]].astype(np.float32)
+  return mean[:num_frames]
+
+
+def test_paper_hinge_is_capped_and_blind_to_frame_order():
+  """What the paper's p-hinge cannot do, measured (docs/method.md): T = 9 against 9 draws."""
+  mean = _prototype_clip()
+  draws = mean[None, None]                                   # one draw per vacancy = the mean
+  saturated = np.full((1, 9), 1e-3, np.float32)               # every s_t below every draw
+  loss = wilcoxon_loss(saturated, draws, margin=0.05, temperature=0.)
+  assert 0.049 < float(loss[0]) <= 0.0497                      # |z| = 3.58: the largest value
+  # Any permutation of the prototype, the inverted curve, a constant 0.5 and a shifted curve:
+  # zero loss, zero gradient, in both segment modes.
+  rng = np.random.default_rng(0)
+  candidates = [mean[rng.permutation(9)], 1.1 - mean, np.full(9, 0.5), mean - 0.3]
+  apex = np.array([4])
+  for s in candidates:
+    s = s[None].astype(np.float32)
+    for segments in ("whole", "split"):
+      f = lambda a: wilcoxon_loss(a, draws, margin=0.05, temperature=0.1, segments=segments,
+                                  apex_index=apex).sum()
+      assert float(f(s)) == 0.0
+      assert not np.asarray(jax.grad(f)(s)).any()
+
+
+def test_z_hinge_keeps_a_gradient_where_the_test_rejects():
+  mean = _prototype_clip()
+  draws = mean[None, None]
+  low = np.full((1, 9), 1e-3, np.float32) + np.linspace(0, 1e-3, 9, dtype=np.float32)
+  f = lambda a, penalty: wilcoxon_loss(a, draws, margin=0.05, temperature=0.1,
+                                       penalty=penalty).sum()
+  z_loss, z_grad = jax.value_and_grad(f)(low, "z_hinge")
+  p_loss, p_grad = jax.value_and_grad(f)(low, "p_hinge")
+  assert float(z_loss) > 1.0 and float(p_loss) < 0.05
+  # Raising s reduces both; the z-hinge's pull is orders of magnitude stronger.
+  assert (np.asarray(z_grad) < 0).all()
+  assert np.abs(z_grad).sum() > 100 * np.abs(p_grad).sum()
+  with pytest.raises(ValueError, match="penalty"):
+    wilcoxon_loss(low, draws, temperature=0.1, penalty="log_p")

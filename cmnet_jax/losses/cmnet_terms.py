@@ -12,9 +12,11 @@ from cmnet_jax.losses.classification import softmax_cross_entropy
 from cmnet_jax.losses.distillation import frame_differences
 from cmnet_jax.losses.distillation import intensity_distillation_loss
 from cmnet_jax.losses.distillation import sample_negatives
+from cmnet_jax.losses.order import order_loss
 from cmnet_jax.losses.prototype import sample_prototype
 from cmnet_jax.losses.terms import Option
 from cmnet_jax.losses.terms import Term
+from cmnet_jax.losses.terms import register_preset
 from cmnet_jax.losses.terms import register_term
 from cmnet_jax.losses.wilcoxon import wilcoxon_loss
 
@@ -23,7 +25,8 @@ def _intensity_distillation(step, o):
   """InfoNCE of each frame's ICE embedding against its photometric view and sampled negatives."""
   mask = sample_negatives(step.key("negatives"), frame_differences(step.clips),
                           strategy=o["id_strategy"], num_negatives=o["id_num_negatives"],
-                          temperature=o["id_sampling_temperature"])
+                          temperature=o["id_sampling_temperature"],
+                          normalize=o["id_normalize_differences"])
   z = step.output.intensity_embeddings
   return intensity_distillation_loss(z, step.positive_embeddings(), z, mask,
                                      temperature=o["id_temperature"])
@@ -37,9 +40,16 @@ def _wilcoxon(step, o):
                            (batch, o["w_draws_per_frame"], num_frames))
   loss = wilcoxon_loss(step.output.intensities.astype(jnp.float32), draws,
                        margin=o["w_margin"], temperature=o["w_temperature"],
-                       segments=o["w_segments"], apex_index=step.apex,
+                       penalty=o["w_penalty"], segments=o["w_segments"], apex_index=step.apex,
                        chunk_size=o["w_chunk_size"] or None)
   return loss, {"active": jnp.mean((loss > 0).astype(jnp.float32))}
+
+
+def _order(step, o):
+  """1 - soft Spearman rho between the clip's intensities and its prototype mean, over time."""
+  mean, _ = step.prototype()
+  return order_loss(step.output.intensities.astype(jnp.float32), mean,
+                    temperature=o["order_temperature"])
 
 
 def _cross_entropy(step, o):
@@ -55,6 +65,9 @@ ID = register_term(Term(
         "id_num_negatives": Option(4, "K negatives per anchor ('uniform', 'difference')"),
         "id_temperature": Option(0.1, "InfoNCE temperature tau"),
         "id_sampling_temperature": Option(1.0, "softmax temperature of 'difference' sampling"),
+        "id_normalize_differences": Option(
+            True, "'difference': divide frame differences by the clip's mean difference first "
+            "(scale-free; False = the raw mean absolute pixel difference)"),
     }))
 
 WILCOXON = register_term(Term(
@@ -62,13 +75,27 @@ WILCOXON = register_term(Term(
     doc="Wilcoxon rank-sum calibration of s_t against the intensity prototype",
     options={
         "w_margin": Option(0.05, "m: clips whose test p-value is below m are penalised"),
+        "w_penalty": Option("z_hinge", "'z_hinge' max(0, |z| - z_crit(m)) (gradient wherever "
+                            "the test rejects) | 'p_hinge' max(0, m - p) (the paper's form)"),
         "w_temperature": Option(0.1, "smooth-rank temperature (inputs standardised)"),
         "w_segments": Option("whole", "'whole' | 'split' (rising and falling segments apart)"),
         "w_draws_per_frame": Option(1, "prototype draws per frame position (R); T * R per clip"),
         "w_chunk_size": Option(0, "0 = pairwise O(T^2) form; e.g. 128 for long clips"),
-    }))
+    },
+    diagnostic=True))  # cheap; its 'active' share is a diagnostic of every run
+
+ORDER = register_term(Term(
+    "order", _order, coefficient=0.1,
+    doc="order calibration: 1 - soft Spearman(s_t, prototype mean) over the frames of a clip",
+    options={"order_temperature": Option(0.1, "smooth-rank temperature, in standard "
+                                         "deviations of the clip's intensities")}))
 
 CE = register_term(Term(
     "ce", _cross_entropy, coefficient=1.0, coefficient_key="lambda_ce",
     doc="softmax cross-entropy of the expression classes",
     options={"label_smoothing": Option(0.0, "label smoothing of the cross-entropy targets")}))
+
+# The objective as the paper states it: ID with raw pixel-difference sampling, the p-value hinge,
+# no order term (docs/method.md says what this form does and does not constrain).
+register_preset("paper", {"lambda_order": 0.0, "w_penalty": "p_hinge",
+                          "id_normalize_differences": False})

@@ -34,6 +34,7 @@ def sample_negatives(
     strategy: str = "all",
     num_negatives: int = 4,
     temperature: float = 1.0,
+    normalize: bool = False,
 ) -> jax.Array:
   """Chooses, for every anchor frame, the frames of the same clip used as its negatives.
 
@@ -45,6 +46,10 @@ def sample_negatives(
     draw with probability softmax(d_i / temperature) over the frames not yet drawn, where
     d_i = `frame_differences[..., i, :]` (e.g. the mean absolute pixel difference of each frame
     to the anchor). For K = 1 frame j is drawn with probability softmax(d_i / temperature)_j.
+    With `normalize`, d is first divided by the mean of its clip's off-diagonal entries, so the
+    temperature is relative to the clip's typical difference and the strategy behaves the same
+    whatever the units (a mean absolute pixel difference of micro-expression frames is ~0.005:
+    at temperature 1 un-normalised, the draw is uniform in practice).
   Draws use the Gumbel top-k trick (argtop-K of logits + Gumbel noise), so shapes are fixed and
   it runs under `jax.jit` / `jax.vmap`. When T - 1 <= K, every other frame is taken
   (the 'all' mask), whatever the strategy.
@@ -55,6 +60,7 @@ def sample_negatives(
     strategy: 'all', 'uniform' or 'difference'.
     num_negatives: K, a Python int >= 1.
     temperature: softmax temperature of 'difference' (> 0).
+    normalize: scale-free 'difference' sampling (see above).
 
   Returns:
     bool mask `[..., T, T]`, K (or T - 1) True entries per row, False on the diagonal.
@@ -80,18 +86,37 @@ def sample_negatives(
   if strategy == "all" or num_frames - 1 <= num_negatives:
     return jnp.broadcast_to(~diagonal, shape)
   return _draw_negatives(rng, frame_differences, temperature, strategy=strategy,
-                         num_negatives=num_negatives)
+                         num_negatives=num_negatives, normalize=normalize)
 
 
-@functools.partial(jax.jit, static_argnames=("strategy", "num_negatives"))
-def _draw_negatives(rng, frame_differences, temperature, *, strategy, num_negatives):
+def normalize_differences(frame_differences: jax.Array) -> jax.Array:
+  """`[..., T, T]` differences divided by the mean of each clip's off-diagonal entries.
+
+  A clip whose frames are all identical (mean 0) is left at 0.
+
+  >>> import jax.numpy as jnp
+  >>> d = jnp.array([[0., 0.002, 0.004], [0.002, 0., 0.006], [0.004, 0.006, 0.]])
+  >>> [round(v, 3) for v in normalize_differences(d)[0].tolist()]
+  [0.0, 0.5, 1.0]
+  """
+  d = jnp.asarray(frame_differences, jnp.float32)
+  num_frames = d.shape[-1]
+  off = ~jnp.eye(num_frames, dtype=bool)
+  mean = jnp.sum(jnp.where(off, d, 0.0), axis=(-2, -1), keepdims=True) / max(
+      num_frames * (num_frames - 1), 1)
+  return jnp.where(mean > 0, d / jnp.where(mean > 0, mean, 1.0), 0.0)
+
+
+@functools.partial(jax.jit, static_argnames=("strategy", "num_negatives", "normalize"))
+def _draw_negatives(rng, frame_differences, temperature, *, strategy, num_negatives, normalize):
   """Gumbel top-K without replacement over the non-anchor frames of every row."""
   shape = frame_differences.shape
   num_frames = shape[-1]
   if strategy == "uniform":
     logits = jnp.zeros(shape, jnp.float32)
   else:
-    logits = jnp.asarray(frame_differences, jnp.float32) / temperature
+    d = normalize_differences(frame_differences) if normalize else frame_differences
+    logits = jnp.asarray(d, jnp.float32) / temperature
   logits = jnp.where(jnp.eye(num_frames, dtype=bool), -jnp.inf, logits)
   scores = logits + jax.random.gumbel(rng, shape, jnp.float32)
   _, chosen = jax.lax.top_k(scores, num_negatives)          # [..., T, K]

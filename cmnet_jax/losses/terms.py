@@ -108,11 +108,51 @@ class Term:
 
 # Options every calibration term may use (through StepInputs.prototype), not owned by one term.
 SHARED_OPTIONS = {
+    "preset": Option("", "'' = the values below | a named preset (PRESETS, e.g. 'paper') that "
+                     "sets some of them"),
     "prototype_epsilon": Option(0.1, "prototype mean at onset and offset (1 at the apex)"),
     "prototype_sigma_floor": Option(0.01, "smallest prototype standard deviation"),
 }
 
 TERMS: dict[str, Term] = {}
+
+# Named presets: loss config key -> value. `resolve_preset` applies one.
+PRESETS: dict[str, dict[str, Any]] = {}
+
+
+def register_preset(name: str, values: Mapping[str, Any]) -> None:
+  """Declares a preset: a name for a set of `loss` config values (e.g. the paper-literal form)."""
+  if not name:
+    raise ValueError("a preset needs a non-empty name")
+  PRESETS[name] = dict(values)
+
+
+def resolve_preset(loss_config: Any) -> Any:
+  """The `loss` block with its preset applied (a copy; the block itself when preset is '').
+
+  A preset sets the keys it names. A key the preset sets that the config also changed from its
+  default to another value is a conflict: ValueError naming both, rather than a silent winner.
+  """
+  name = loss_config["preset"]
+  if not name:
+    return loss_config
+  if name not in PRESETS:
+    raise ValueError(f"loss.preset: unknown preset {name!r}; expected '' or one of "
+                     f"{sorted(PRESETS)}")
+  defaults = config_entries()
+  resolved = loss_config.copy_and_resolve_references() if hasattr(
+      loss_config, "copy_and_resolve_references") else dict(loss_config)
+  for key, value in PRESETS[name].items():
+    current = loss_config[key]
+    if current != value and current != defaults[key].default:
+      raise ValueError(f"loss.preset={name!r} sets loss.{key}={value!r} but the config sets "
+                       f"loss.{key}={current!r}; drop one of the two")
+    if hasattr(resolved, "unlocked"):
+      with resolved.unlocked():
+        resolved[key] = value
+    else:
+      resolved[key] = value
+  return resolved
 
 
 def register_term(term: Term, *, replace: bool = False) -> Term:
@@ -177,7 +217,10 @@ def stream_keys(rng: jax.Array) -> Callable[[str], jax.Array]:
 
 
 def active_terms(loss_config: Any) -> list[tuple[Term, float]]:
-  """Registered terms a step computes: non-zero coefficient, or diagnostic. In registry order."""
+  """Registered terms a step computes: non-zero coefficient, or diagnostic. In registry order.
+
+  `loss_config` must have its preset resolved (`resolve_preset`).
+  """
   coefficients = coefficients_from_config(loss_config)
   return [(t, coefficients[t.name]) for t in TERMS.values()
           if coefficients[t.name] or t.diagnostic]

@@ -26,7 +26,8 @@ from typing import Any
 import jax.numpy as jnp
 
 from cmnet_jax import config_blocks as cb
-from cmnet_jax.models.cmnet import CMNet, CMNetOutput, INPUT_MODES, prepare_inputs
+from cmnet_jax.models.cmnet import (CMNet, CMNetOutput, INPUT_MODES, INTENSITY_SOURCES,
+                                   prepare_inputs)
 from cmnet_jax.models.encoders import (CONV_IMPLS, ENCODERS, RESNET18_BLOCKS, ResNet18, SmallCNN,
                                        im2col_conv)
 from cmnet_jax.models.pretrained import load_pretrained, load_resnet18_npz
@@ -52,6 +53,8 @@ SPEC = cb.Spec({
     "pool_grid": cb.Field(cb.INT, cb.at_least(1)),
     "pretrained_npz": cb.Field(cb.STR, doc="'' = random init"),
     "pretrained_into": cb.Field(cb.STR, cb.one_of(*PRETRAINED_INTO)),
+    "intensity_source": cb.Field(cb.STR, cb.one_of(*INTENSITY_SOURCES),
+                                 "'oracle' = the synthetic generator's true intensity"),
 }, rules=(
     cb.Rule(("widths", "norm_groups"), lambda ws, g: all(w % g == 0 for w in ws),
             "every width divisible by model.norm_groups"),

@@ -1,5 +1,5 @@
 """CMNet: the Intensity Clues Encoder (ICE) and Facial Feature Encoder (FFE), squeeze/extend,
-fusion, an LSTM over time and a linear classifier (METHOD.md, "Architecture").
+fusion, an LSTM over time and a linear classifier (docs/method.md, "Architecture").
 
 For a clip x_1..x_T (after the input transform of `prepare_inputs`):
 
@@ -30,6 +30,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # contrast 0.1-0.3 gives 1-3, sensor noise (sigma 2/255) about 0.1.
 DIFFERENCE_SCALE = 10.0
 INPUT_MODES = ("raw", "onset_difference", "both")
+# Where the fusion's s_t comes from (config model.intensity_source; the training step applies it).
+INTENSITY_SOURCES = ("learned", "oracle")
 
 
 class CMNetOutput(NamedTuple):
@@ -162,13 +164,22 @@ class CMNet(nn.Module):
     return self._intensity(prepare_inputs(clips, self.input_mode, reference).astype(self.dtype))
 
   def __call__(self, clips: jax.Array, train: bool = False,
-               reference: jax.Array | None = None) -> CMNetOutput:
+               reference: jax.Array | None = None,
+               intensities: jax.Array | None = None) -> CMNetOutput:
     """Clips `[batch, time, height, width, 3]` (uint8, or float in [0, 1]) -> `CMNetOutput`.
 
     With `train=True` and dropout > 0, pass `rngs={'dropout': key}` to `apply`.
+    `intensities` `[batch, time]`, if given, replaces the squeeze output s_t in the fusion (and
+    in the output): the oracle gate (the true intensity) and the gate ablation (each clip's mean
+    s) use it. The ICE still runs, so the intensity embeddings are those of the clips.
     """
     x = prepare_inputs(clips, self.input_mode, reference).astype(self.dtype)
     s, z = self._intensity(x)
+    if intensities is not None:
+      if intensities.shape != s.shape:
+        raise ValueError(f"intensities: expected [batch, time] = {s.shape}, got "
+                         f"{intensities.shape}")
+      s = jnp.asarray(intensities, jnp.float32)
     f = self._encode(self.ffe, x)
     e = f * self.extend(s[..., None])
     (_, v), _ = self.lstm(e)

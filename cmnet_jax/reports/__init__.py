@@ -22,6 +22,8 @@ _LAZY = {
     "write_per_subject_csv": "files",
     "write_predictions_txt": "files",
     "write_results_json": "files",
+    "format_diagnostics": "intensity",
+    "intensity_diagnostics": "intensity",
     "intensity_spearman": "intensity",
     "spearman": "intensity",
     "plot_confusion_matrix": "plots",

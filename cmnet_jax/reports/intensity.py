@@ -72,3 +72,64 @@ def intensity_spearman(learned: Any, reference: Any) -> dict[str, float]:
       "per_clip_valid": int(valid.sum()),
       "pooled": spearman(learned.ravel(), reference.ravel()),
   }
+
+
+# s_t outside [SATURATION_LOW, SATURATION_HIGH] counts as saturated (the sigmoid's flat ends).
+SATURATION_LOW, SATURATION_HIGH = 0.01, 0.99
+
+
+def intensity_diagnostics(intensities: Any, logits: Any, ablated_logits: Any, *,
+                          wilcoxon_active: Any = None, true_intensity: Any = None,
+                          prototype_mean: Any = None) -> dict[str, float]:
+  """Is the intensity pathway alive? Measured on the held-out clips of a run.
+
+  Args:
+    intensities: `[clips, T]` held-out s_t (what the classifier saw).
+    logits: `[clips, C]` held-out logits.
+    ablated_logits: `[clips, C]` logits with each clip's s_t replaced by its clip mean.
+    wilcoxon_active: `[folds]` share of training clips with a non-zero rank-sum hinge in the
+      last epoch, per fold (or None).
+    true_intensity: `[clips, T]` generator's intensity (synthetic data) or None.
+    prototype_mean: `[clips, T]` the prototype mean of each clip, or None.
+
+  Returns:
+    `saturated_fraction` (share of s_t outside [0.01, 0.99]), `within_clip_std` (mean over clips
+    of the standard deviation of s_t over time), `gate_ablation_changed_fraction` (share of
+    predictions that change under the ablation), `wilcoxon_active_fraction`, and
+    `spearman_true_per_clip` / `spearman_prototype_per_clip` (mean per-clip Spearman rho; clips
+    with a constant curve count as 0, so a switched-off pathway cannot score).
+
+  >>> s = [[0.1, 0.5, 0.9], [0.001, 0.002, 0.001]]
+  >>> d = intensity_diagnostics(s, [[1, 0], [0, 1]], [[1, 0], [1, 0]],
+  ...                           true_intensity=[[0, 1, 2], [0, 1, 2]])
+  >>> d['saturated_fraction'], d['gate_ablation_changed_fraction'], d['spearman_true_per_clip']
+  (0.5, 0.5, 0.5)
+  """
+  s = np.asarray(intensities, np.float64)
+  if s.ndim != 2:
+    raise ValueError(f"intensities must be [clips, T], got shape {s.shape}")
+  out = {
+      "saturated_fraction": float(np.mean((s < SATURATION_LOW) | (s > SATURATION_HIGH))),
+      "within_clip_std": float(np.mean(np.std(s, axis=1))),
+      "gate_ablation_changed_fraction": float(np.mean(
+          np.argmax(np.asarray(logits), -1) != np.argmax(np.asarray(ablated_logits), -1))),
+      "wilcoxon_active_fraction": (float(np.mean(wilcoxon_active))
+                                   if wilcoxon_active is not None else float("nan")),
+  }
+  for name, reference in (("true", true_intensity), ("prototype", prototype_mean)):
+    if reference is not None:
+      rho = np.array([spearman(a, b) for a, b in zip(s, np.asarray(reference, np.float64))])
+      out[f"spearman_{name}_per_clip"] = float(np.mean(np.nan_to_num(rho, nan=0.0)))
+  return out
+
+
+def format_diagnostics(d: dict[str, float]) -> str:
+  """One terminal line of the intensity diagnostics."""
+  parts = [f"saturated {d['saturated_fraction']:.2f}", f"within-clip sd {d['within_clip_std']:.3f}",
+           f"gate ablation changes {100 * d['gate_ablation_changed_fraction']:.1f}% of predictions",
+           f"rank-sum hinge active on {100 * d['wilcoxon_active_fraction']:.1f}% of training clips"]
+  if "spearman_true_per_clip" in d:
+    parts.append(f"Spearman vs true intensity per clip {d['spearman_true_per_clip']:.2f}")
+  if "spearman_prototype_per_clip" in d:
+    parts.append(f"vs prototype {d['spearman_prototype_per_clip']:.2f}")
+  return "intensity: " + ", ".join(parts)
