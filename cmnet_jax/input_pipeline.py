@@ -146,7 +146,7 @@ def _decode(index, config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
   }
   for i, clip in enumerate(index.clips):
     positions, apex = frames_lib.sample_frame_indices(
-        len(clip.frame_paths), clip.apex_index, t)
+        len(clip.frame_paths), clip.apex_index, t, mode=config.data.frame_sampling)
     out["eval_frames"][i] = frames_lib.read_frames(clip, positions, image_size=size)
     out["eval_apex"][i], out["eval_positions"][i] = apex, positions
     out["train_frames"][i, 0], out["train_apex"][i, 0] = out["eval_frames"][i], apex
@@ -154,7 +154,7 @@ def _decode(index, config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
     for j in range(1, copies):
       rng = np.random.default_rng([config.train.seed, i, j])
       positions, apex = frames_lib.sample_frame_indices(
-          len(clip.frame_paths), clip.apex_index, t, rng=rng)
+          len(clip.frame_paths), clip.apex_index, t, rng=rng, mode=config.data.frame_sampling)
       out["train_frames"][i, j] = frames_lib.read_frames(clip, positions, image_size=size)
       out["train_apex"][i, j], out["train_positions"][i, j] = apex, positions
   return out

@@ -49,6 +49,7 @@ def data_spec() -> Spec:
       "annotation": Field(STR),
       "classes": Field(STR),
       "num_frames": Field(INT, at_least(2), "frames T sampled per clip"),
+      "frame_sampling": Field(STR, one_of("anchored", "uniform")),
       "image_size": Field(INT, at_least(8), "pixels"),
       "train_jitter_copies": Field(INT, at_least(1)),
   }, rules=(Rule(("name", "classes"),

@@ -74,6 +74,8 @@ def data_config(name: str = "synthetic") -> ml_collections.ConfigDict:
   c.annotation = ""                  # annotation file; '' = found by its known names under root
   c.classes = ""                     # class scheme, e.g. '5class', '3class'; '' = the database default
   c.num_frames = 9                   # T, anchored on onset/apex/offset (docs/method.md)
+  c.frame_sampling = "anchored"      # 'anchored' (onset, apex, offset + even between) | 'uniform'
+                                     # (even over onset..offset: the apex index varies by clip)
   c.image_size = 64                  # frames resized to image_size x image_size
   c.train_jitter_copies = 4          # jittered temporal samplings per training clip held on device
   c.aligned_root = ""                # --mode=align writes the aligned copy here; '' = <root>_aligned

@@ -105,3 +105,21 @@ def test_frame_numbers_ignore_padding(tmp_path):
   fake_trees.write_frames(tmp_path, [8], "006_{:04d}.jpg")
   (tmp_path / "Thumbs.db").write_bytes(b"")
   assert [n for n, _ in frames.list_frames(str(tmp_path))] == [8, 9, 10, 100]
+
+
+def test_uniform_sampling_ignores_the_apex_and_reports_the_nearest_index():
+  for n, p in ((41, 12), (30, 0), (30, 29), (9, 4), (5, 3)):
+    positions, apex = datasets.sample_frame_indices(n, p, 9, mode="uniform")
+    expected = np.floor(np.linspace(0, n - 1, 9) + 0.5).astype(int)
+    np.testing.assert_array_equal(positions, expected)
+    assert apex == int(np.argmin(np.abs(expected - p)))
+  rng = np.random.default_rng(0)
+  draws = [datasets.sample_frame_indices(60, 20, 9, rng=rng, mode="uniform") for _ in range(100)]
+  spacing = 59 / 8
+  for positions, apex in draws:
+    assert positions[0] == 0 and positions[-1] == 59 and np.all(np.diff(positions) >= 0)
+    assert np.all(np.abs(positions - np.linspace(0, 59, 9)) <= spacing / 2 + 0.5)
+    assert apex == int(np.argmin(np.abs(positions.astype(int) - 20)))
+  assert len({apex for _, apex in draws}) > 1           # the apex index moves with the jitter
+  with pytest.raises(ValueError, match="sampling mode"):
+    datasets.sample_frame_indices(60, 20, 9, mode="random")

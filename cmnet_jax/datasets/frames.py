@@ -123,9 +123,18 @@ def clip_frames(folder: str, onset: int, offset: int, item: str,
   return tuple(n for n, _ in kept), tuple(p for _, p in kept), notes
 
 
+SAMPLINGS = ("anchored", "uniform")
+
+
 def sample_frame_indices(num_available: int, apex_offset: int, num_frames: int, *,
-                         rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
-  """Anchored positions of T = `num_frames` frames in a clip of `num_available` frames.
+                         rng: np.random.Generator | None = None,
+                         mode: str = "anchored") -> tuple[np.ndarray, int]:
+  """Positions of T = `num_frames` frames in a clip of `num_available` frames.
+
+  `mode='uniform'` ignores the apex when placing frames: position t is round((n - 1) t / (T - 1))
+  (onset and offset exact, the rest evenly spaced and jittered as below), and the returned apex
+  index is the sampled position nearest the apex p, so the apex falls at a different index in
+  every clip (as when a database's apex is not annotated). The default, 'anchored':
 
   With a = T // 2 and apex offset p, position t is  round(p * t / a)  for t <= a and
   round(p + (n - 1 - p) * (t - a) / (T - 1 - a))  for t > a: onset (0), apex (p) and offset
@@ -138,20 +147,30 @@ def sample_frame_indices(num_available: int, apex_offset: int, num_frames: int, 
     apex_offset: p, the apex's position among them, 0 <= p < n (p may be 0 or n - 1).
     num_frames: T >= 1 (T >= 3 to include onset, apex and offset).
     rng: None for deterministic (evaluation) sampling, else a NumPy Generator (training).
+    mode: 'anchored' or 'uniform' (see above).
 
   Returns:
-    positions int32 `[time]` into the n frames, and the apex's index in them (T // 2).
+    positions int32 `[time]` into the n frames, and the apex's index in them (T // 2 when
+    anchored).
 
   >>> sample_frame_indices(41, 20, 9)
   (array([ 0,  5, 10, 15, 20, 25, 30, 35, 40], dtype=int32), 4)
   >>> sample_frame_indices(3, 0, 5)[0]
   array([0, 0, 0, 1, 2], dtype=int32)
+  >>> sample_frame_indices(41, 12, 9, mode='uniform')
+  (array([ 0,  5, 10, 15, 20, 25, 30, 35, 40], dtype=int32), 2)
   """
   if num_available < 1 or num_frames < 1:
     raise ValueError(f"need num_available >= 1 and num_frames >= 1, got {num_available}, "
                      f"{num_frames}")
   if not 0 <= apex_offset < num_available:
     raise ValueError(f"apex_offset {apex_offset} outside [0, {num_available - 1}]")
+  if mode not in SAMPLINGS:
+    raise ValueError(f"frame sampling mode: expected one of {SAMPLINGS}, got {mode!r}")
+  if mode == "uniform":
+    positions, _ = sample_frame_indices(num_available, 0, num_frames, rng=rng) if (
+        num_frames < 3) else _uniform(num_available, num_frames, rng)
+    return positions, int(np.argmin(np.abs(positions.astype(np.int64) - apex_offset)))
   a = num_frames // 2
   segments = [(0, apex_offset, a), (apex_offset, num_available - 1, num_frames - 1 - a)]
   positions = [0.0]
@@ -166,6 +185,16 @@ def sample_frame_indices(num_available: int, apex_offset: int, num_frames: int, 
     positions += list(inner) + [float(stop)]
   out = np.clip(np.floor(np.asarray(positions) + 0.5), 0, num_available - 1).astype(np.int32)
   return out, a
+
+
+def _uniform(num_available: int, num_frames: int, rng) -> tuple[np.ndarray, None]:
+  spacing = (num_available - 1) / (num_frames - 1)
+  inner = spacing * np.arange(1, num_frames - 1, dtype=np.float64)
+  if rng is not None:
+    inner = inner + rng.uniform(-0.5, 0.5, size=inner.shape) * spacing
+    inner = np.maximum.accumulate(np.clip(inner, 0, num_available - 1))
+  positions = np.r_[0.0, inner, float(num_available - 1)]
+  return np.clip(np.floor(positions + 0.5), 0, num_available - 1).astype(np.int32), None
 
 
 def to_rgb8(image: Image.Image) -> Image.Image:
