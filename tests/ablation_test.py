@@ -19,9 +19,10 @@ def test_grid_covers_every_run_once_most_informative_first():
   assert [r.seed for r in runs[:main]] == sorted(r.seed for r in runs[:main])
   assert [r.arm for r in runs[:len(ablation.ARMS)]] == list(ablation.ARMS)
   # Then the core arms at the other amplitudes, before the remaining arms there.
-  core = runs[main:main + len(ablation.CORE_ARMS) * 2 * 3]
+  rest = ablation.AMPLITUDES[1:]
+  core = runs[main:main + len(ablation.CORE_ARMS) * len(rest) * 3]
   assert {r.arm for r in core} == set(ablation.CORE_ARMS)
-  assert {r.amplitude for r in core} == {1.0, 0.5}
+  assert {r.amplitude for r in core} == set(rest)
   assert not set(ablation.CORE_ARMS) & {r.arm for r in runs[main + len(core):]}
 
 
@@ -31,7 +32,9 @@ def test_run_config_sets_the_arm_amplitude_seed_and_shared_data(arm, tmp_path):
   for key in ablation.ARMS[arm]:  # a misspelt key would silently add a new one while unlocked
     block, name = key.split(".")
     assert name in base[block], f"{key} is not a config key"
-  c = ablation.run_config(ablation.Run(0.5, arm, 2), tmp_path)
+  c = ablation.run_config(ablation.Run(0.5, arm, 2), tmp_path,
+                          overrides={"data.frame_sampling": "uniform"})
+  assert c.data.frame_sampling == "uniform"
   assert c.synthetic.amplitude_px == 0.5 and c.train.seed == 2
   assert c.data.root == str(tmp_path / "data" / "amp0.5")
   assert c.train.checkpoint_every_epochs == c.train.num_epochs
