@@ -12,7 +12,7 @@ from configs import tiny
 
 
 def test_builtin_terms_declare_the_loss_config_keys():
-  assert list(losses.TERMS)[:3] == ["id", "wilcoxon", "ce"]
+  assert list(losses.TERMS)[:4] == ["id", "wilcoxon", "order", "ce"]
   config = common.loss_config()
   expected = set(losses.SHARED_OPTIONS)
   for term in losses.TERMS.values():
@@ -67,7 +67,7 @@ def test_a_registered_term_reaches_the_config_and_the_train_step():
     config = tiny.get_config()
     assert config.loss.lambda_half == 0.5 and config.loss.half_target == 0.5
     total, (logs, _) = _step(config)
-    assert {"half", "half_max", "ce", "id", "wilcoxon"} <= set(logs)
+    assert {"half", "half_max", "ce", "id", "wilcoxon", "order"} <= set(logs)
     weights = losses.terms.objective_coefficients(config.loss)
     np.testing.assert_allclose(total, sum(weights[k] * logs[k] for k in weights), rtol=1e-5)
     with config.unlocked():
@@ -95,3 +95,22 @@ def test_a_term_must_return_a_per_clip_loss():
       _step(tiny.get_config())
   finally:
     losses.unregister_term("scalar")
+
+
+def test_paper_preset_sets_the_paper_objective_and_refuses_conflicts():
+  config = tiny.get_config()
+  with config.unlocked():
+    config.loss.preset = "paper"
+  resolved = losses.resolve_preset(config.loss)
+  assert (resolved.w_penalty, resolved.lambda_order, resolved.id_normalize_differences,
+          resolved.lambda_w, resolved.lambda_id) == ("p_hinge", 0.0, False, 0.1, 0.1)
+  assert config.loss.w_penalty == "z_hinge"                # the config itself is unchanged
+  with config.unlocked():
+    config.loss.lambda_order = 0.7                         # changed by the user: a conflict
+  with pytest.raises(ValueError, match="lambda_order"):
+    losses.resolve_preset(config.loss)
+  with config.unlocked():
+    config.loss.preset = "nonsense"
+  with pytest.raises(ValueError, match="unknown preset"):
+    losses.resolve_preset(config.loss)
+  assert losses.resolve_preset(tiny.get_config().loss).preset == ""

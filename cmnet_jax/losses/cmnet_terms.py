@@ -97,5 +97,5 @@ CE = register_term(Term(
 
 # The objective as the paper states it: ID with raw pixel-difference sampling, the p-value hinge,
 # no order term (docs/method.md says what this form does and does not constrain).
-register_preset("paper", {"lambda_order": 0.0, "w_penalty": "p_hinge",
-                          "id_normalize_differences": False})
+register_preset("paper", {"lambda_id": 0.1, "lambda_w": 0.1, "lambda_order": 0.0,
+                          "w_penalty": "p_hinge", "id_normalize_differences": False})
