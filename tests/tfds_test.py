@@ -106,7 +106,7 @@ def test_synthetic_builder_carries_true_intensity(synthetic_setup):
   got = mer_tfds.read_numpy(builder.as_data_source()["train"])
   tree = os.path.join(data_dir, "downloads",
                       f"cmnet_synthetic_{mer_tfds.Synthetic.settings_hash(config)}")
-  index = datasets.load_index("casme2", tree)
+  index = datasets.load_index("synthetic", tree)
   truth = synthetic.load_true_intensity(tree)
   assert len(got["label"]) == len(index.clips) == 10
   assert got["intensity"].shape == (10, T) and got["intensity"].dtype == np.float32
@@ -167,20 +167,9 @@ def test_unknown_class_scheme_is_rejected():
     mer_tfds.Casme2(num_frames=T, classes="9class").info
 
 
-def test_prepare_mode_builds_the_configured_database(tmp_path):
-  """`run.py --mode=prepare` path: config -> TFDS directory that reads back as the reader sees it."""
-  from configs import casme2
-  root = write_tree("casme2", tmp_path / "CASME2")
-  config = casme2.get_config("quick")
-  with config.unlocked():
-    config.data.root, config.data.num_frames, config.data.image_size = str(root), T, SIZE
-  path = mer_tfds.prepare(config, tmp_path / "run")
-  assert path.startswith(str(tmp_path / "run" / "tfds"))
-  got = mer_tfds.read_numpy(tfds.builder_from_directory(path).as_data_source()["train"])
-  index = datasets.load_index("casme2", root)
-  assert sorted(got["clip_id"]) == sorted(r.clip_id for r in index.clips)
-  assert got["frames"].shape[1:] == (T, SIZE, SIZE, 3)
-  with config.unlocked():
-    config.data.root = ""
-  with pytest.raises(ValueError, match="data.root"):
-    mer_tfds.prepare(config, tmp_path / "run2")
+def test_synthetic_examples_are_named_synthetic_not_casme2(synthetic_setup):
+  """The synthetic set is its own database (registry name 'synthetic'), not CASME II."""
+  _, _, builder = synthetic_setup
+  got = mer_tfds.read_numpy(builder.as_data_source()["train"])
+  assert set(got["dataset"]) == {"synthetic"}
+  assert "synthetic" not in mer_tfds.DATABASE_BUILDERS  # no manual-download builder for it

@@ -12,6 +12,12 @@ Each subject has one procedural face and `clips_per_class` clips of each of the 
 classes (happiness AU6+12, disgust AU4+9/10, repression AU14/15/17, surprise AU1+2, others AU4/7),
 rendered at `image_size` with the Action-Unit motion peaking at `amplitude_px` pixels, under
 class-independent distractors (head jitter, illumination drift, blinks, sensor noise, JPEG).
+
+It is a database of the registry (`DATABASE`, name 'synthetic', generated): `prepare(root,
+config)` generates the tree, `read_records` reads it with the CASME II reader under the name
+'synthetic' (clips, notes and outputs say 'synthetic'), with CASME II's class schemes
+('5class', the default, and '3class'), and `true_intensity(root)` gives the generator's
+per-frame intensity keyed as the reader names the clips.
 """
 import json
 import os
@@ -19,6 +25,9 @@ import shutil
 import tempfile
 from typing import Any, Mapping
 
+from cmnet_jax.datasets import casme2 as _casme2
+from cmnet_jax.datasets import coding as _coding
+from cmnet_jax.datasets import registry as _registry
 from cmnet_jax.datasets.synthetic.expressions import CLASS_NAMES
 from cmnet_jax.datasets.synthetic.generator import (CODING_FILE, INTENSITY_FILE,
                                                     load_true_intensity, validate_settings,
@@ -27,8 +36,33 @@ from cmnet_jax.datasets.synthetic.generator import (CODING_FILE, INTENSITY_FILE,
 MANIFEST_FILE = "synthetic_manifest.json"
 GENERATOR_VERSION = 1   # bump whenever the rendering changes, so cached trees are rebuilt
 
-__all__ = ["CLASS_NAMES", "CODING_FILE", "GENERATOR_VERSION", "INTENSITY_FILE", "MANIFEST_FILE",
-           "generate", "is_complete", "load_true_intensity"]
+DATABASE = _registry.DatabaseInfo(
+    name="synthetic", title="the built-in synthetic set", schemes=_casme2.SCHEMES,
+    default_classes="5class", emotions=_casme2.EMOTIONS,
+    request="cmnet_jax.datasets.synthetic, from the config's synthetic block",
+    layout=("Cropped/sub01/EP07_03f/reg_img46.jpg ...", CODING_FILE, INTENSITY_FILE,
+            MANIFEST_FILE),
+    generated=True)
+
+read_records = _coding.coded_reader(
+    DATABASE.name, annotation_names=(CODING_FILE,), frame_folders=("Cropped",),
+    sheet=_casme2.SHEET, columns=_casme2.COLUMNS, subject_name=_casme2.subject_name,
+    subject_folder=_casme2.subject_folder)
+
+__all__ = ["CLASS_NAMES", "CODING_FILE", "DATABASE", "GENERATOR_VERSION", "INTENSITY_FILE",
+           "MANIFEST_FILE", "generate", "is_complete", "load_true_intensity", "prepare",
+           "read_records", "true_intensity"]
+
+
+def prepare(root: str | os.PathLike, config: Any) -> None:
+  """The registry's hook: generates (or reuses) the tree of `config.synthetic` under `root`."""
+  generate(config.synthetic, root)
+
+
+def true_intensity(root: str | os.PathLike) -> dict[tuple[str, str], dict[int, float]]:
+  """{(subject as the reader names it, 'sub01'; clip id): {frame number: intensity}}."""
+  return {(_casme2.subject_name(subject), clip): curve
+          for (subject, clip), curve in load_true_intensity(root).items()}
 
 
 def _read_manifest(root: str) -> dict[str, Any] | None:

@@ -1,11 +1,11 @@
 """TFDS builders for the licensed micro-expression databases (manual download) and synthetic set.
 
-One builder per declared database (`registry.databases()`), generated from its declaration and
-registered as `cmnet_<name>` (`Casme2` is `cmnet_casme2`, ...). Each database must be requested
-from its owners and unpacked by the user into the manual folder (`<data_dir>/downloads/manual/`
-unless `download_config.manual_dir` says otherwise), laid out as the owners ship it
-(docs/datasets.md). The synthetic builder needs no download: it generates the CASME II-format tree
-itself (idempotently) and adds the true per-frame intensity.
+One builder per declared licensed database (`registry.databases()`), generated from its
+declaration and registered as `cmnet_<name>` (`Casme2` is `cmnet_casme2`, ...). Each database
+must be requested from its owners and unpacked by the user into the manual folder
+(`<data_dir>/downloads/manual/` unless `download_config.manual_dir` says otherwise), laid out as
+the owners ship it (docs/datasets.md). The synthetic builder needs no download: it generates the
+CASME II-format tree itself (idempotently) and adds the true per-frame intensity.
 
     >>> from cmnet_jax.datasets.tfds import builders
     >>> builders.Casme2.name, builders.Synthetic.name, builders.Megc2019.DEFAULT_CLASSES
@@ -48,7 +48,7 @@ def _database_builder(info: registry.DatabaseInfo) -> type[MerBuilder]:
 
 
 DATABASE_BUILDERS = {name: _database_builder(info)
-                     for name, info in registry.databases().items()}
+                     for name, info in registry.databases().items() if not info.generated}
 globals().update({cls.__name__: cls for cls in DATABASE_BUILDERS.values()})  # Casme2, Samm, ...
 
 
@@ -67,7 +67,7 @@ class Synthetic(MerBuilder):
   generated (or reused) under `<data_dir>/downloads/cmnet_synthetic_<hash>/`.
   """
   name = "cmnet_synthetic"
-  DATABASE, DEFAULT_CLASSES = "casme2", "5class"
+  DATABASE, DEFAULT_CLASSES = "synthetic", "5class"
   BUILDER_CONFIGS = []
 
   def __init__(self, *, synthetic_config: Mapping[str, Any] | None = None, **kwargs: Any):
