@@ -5,7 +5,6 @@
     python run.py --config=configs/synthetic.py:quick --workdir=runs/quick
     python run.py --mode=eval --workdir=runs/synthetic         # re-evaluate from checkpoints
     python run.py --mode=predict --workdir=runs/synthetic --frames=/path/to/clip_folder
-    python run.py --mode=prepare --config=configs/casme2.py    # build the TFDS data only
     python run.py --mode=align --config=configs/samm.py --config.data.root=/data/SAMM  # face crops
 """
 from __future__ import annotations
@@ -37,9 +36,10 @@ _CONFIG = config_flags.DEFINE_config_file(
     "Config file (optionally file.py:variant, e.g. configs/casme2.py:quick).", lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run folder (checkpoints, reports). Default: runs/<config name>[_<variant>].")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "predict", "prepare", "align"],
-                          "train (resumes if the workdir has checkpoints) | eval | predict | prepare"
-                          " | align (aligned face crops of data.root, see README)")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "predict", "align"],
+                          "train (resumes if the workdir has checkpoints, re-prints a finished run)"
+                          " | eval | predict (both with the workdir's own config) | align (aligned "
+                          "face crops of data.root, see README)")
 _FRAMES = flags.DEFINE_string("frames", None, "predict: folder holding one clip's frames.")
 _ONSET = flags.DEFINE_integer("onset", None, "predict: onset frame number (default: first frame).")
 _APEX = flags.DEFINE_integer("apex", None, "predict: apex frame number (default: the frame that "
@@ -47,6 +47,8 @@ _APEX = flags.DEFINE_integer("apex", None, "predict: apex frame number (default:
 _OFFSET = flags.DEFINE_integer("offset", None, "predict: offset frame number (default: last).")
 _FOLD = flags.DEFINE_string("fold", None, "predict: use only this held-out subject's model "
                             "(default: the ensemble of every fold's model).")
+_OUT = flags.DEFINE_string("out", None, "predict: the PNG to draw the clip's intensity curve in "
+                           "(default: ./predict_<clip folder>_intensity.png).")
 
 
 def default_workdir() -> Path:
@@ -64,8 +66,11 @@ def main(argv) -> int:
   sys.path.insert(0, str(Path(__file__).parent))
   from cmnet_jax import cli  # pylint: disable=g-import-not-at-top
   workdir = Path(_WORKDIR.value) if _WORKDIR.value else default_workdir()
+  config_given = (config_args.config_path(sys.argv, "") != ""
+                  or bool(config_args.override_keys(sys.argv)))
   return cli.run(_MODE.value, _CONFIG.value, workdir, frames=_FRAMES.value, onset=_ONSET.value,
-                 apex=_APEX.value, offset=_OFFSET.value, fold=_FOLD.value)
+                 apex=_APEX.value, offset=_OFFSET.value, fold=_FOLD.value, out=_OUT.value,
+                 config_given=config_given)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,21 @@ newest checkpoint first, and falls back, with a warning, to older ones when a ch
 read; the unreadable ones are renamed `<step>.corrupt` (kept for inspection, ignored afterwards)
 so that the resumed run can save those steps again. A checkpoint whose arrays do not match the
 template (another config) is an error, never a reason to fall back or start afresh.
+`restore_step` reads one given checkpoint and writes nothing (eval and predict use the final one
+only, and may run on a read-only workdir).
+
+Noise Orbax makes that says nothing to a user is kept off the terminal: its items are registered
+with their handlers (else every metadata read warns "Item ... could not be restored"), and when a
+damaged checkpoint fails to read, the reads still in flight find their asyncio event loop closed
+and print a "RuntimeError: Event loop is closed" traceback each through `sys.unraisablehook`;
+those, and only those, are dropped (`_quiet_closed_loop`). The warning naming the damaged
+checkpoint stays.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -35,7 +45,7 @@ _ARRAY_TAG = "__ndarray__"
 
 
 class CheckpointError(RuntimeError):
-  """Checkpoints exist but none of them can be restored."""
+  """Checkpoints exist but none of them can be restored (or the one asked for cannot)."""
 
 
 class CheckpointMismatchError(ValueError):
@@ -93,6 +103,68 @@ def _check_match(found: Any, template: Any, where: str) -> None:
           "a different model or fold layout; use a new workdir or delete its checkpoints")
 
 
+def _quiet_closed_loop(previous=sys.unraisablehook):
+  """`sys.unraisablehook` without the 'Event loop is closed' errors of a failed restore's
+  leftover reads (see the module docstring); everything else goes to the previous hook."""
+  def hook(unraisable):
+    if (unraisable.exc_type is RuntimeError
+        and str(unraisable.exc_value) == "Event loop is closed"):
+      return
+    previous(unraisable)
+  hook.quiets_closed_loop = True
+  return hook
+
+
+if not getattr(sys.unraisablehook, "quiets_closed_loop", False):
+  sys.unraisablehook = _quiet_closed_loop()
+
+
+def _handlers() -> dict[str, Any]:
+  return {"state": ocp.StandardCheckpointHandler(), "extra": ocp.JsonCheckpointHandler()}
+
+
+def _restore_args(template: Any) -> Any:
+  target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), template)
+  return ocp.args.Composite(state=ocp.args.StandardRestore(target), extra=ocp.args.JsonRestore())
+
+
+def restore_step(directory: str | os.PathLike, step: int,
+                 template: Any) -> tuple[Any, dict[str, Any]]:
+  """`(state, extra)` of checkpoint `step` in `directory`, read without writing anything.
+
+  Raises:
+    CheckpointError: it does not exist or cannot be read (the message names its folder and
+      the epochs that do exist).
+    CheckpointMismatchError: its arrays differ from the template.
+  """
+  path = Path(directory).absolute() / str(step)
+  steps = sorted(int(p.name) for p in path.parent.iterdir()
+                 if p.name.isdigit()) if path.parent.is_dir() else []
+  others = f"checkpoints there: epochs {steps}" if steps else "no other checkpoint there"
+  if not path.is_dir():
+    raise CheckpointError(f"checkpoint {path} does not exist ({others})")
+  checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler(**_handlers()))
+  try:
+    meta = checkpointer.metadata(path).item_metadata["state"]
+    meta_tree = getattr(meta, "tree", None)
+  except Exception:  # pylint: disable=broad-except  # unreadable metadata: restore decides
+    meta_tree = None
+  if meta_tree is not None:
+    _check_match(meta_tree, template, f"checkpoint {path}")
+  try:
+    restored = checkpointer.restore(path, args=_restore_args(template))
+    state, extra = restored.state, restored.extra
+    if not isinstance(extra, dict):
+      raise ValueError(f"its extra item is {type(extra).__name__}, expected a JSON object")
+  except Exception as e:  # pylint: disable=broad-except  # any read failure = damaged
+    raise CheckpointError(f"checkpoint {path} is damaged ({type(e).__name__}: "
+                          f"{str(e)[:200]}) ({others})") from None
+  finally:
+    checkpointer.close()
+  _check_match(state, template, f"checkpoint {path}")
+  return state, _decode(extra)
+
+
 def is_supported() -> bool:
   """Whether `CheckpointStore` works here: single-process runs only (see its NotImplementedError).
 
@@ -133,7 +205,7 @@ class CheckpointStore:
           "runs from finished fold groups instead.")
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_names=("state", "extra"))
+                                          item_handlers=_handlers())
 
   def steps(self) -> list[int]:
     """Steps of the finished checkpoints on disk, ascending."""
@@ -161,7 +233,6 @@ class CheckpointStore:
       CheckpointError: checkpoints exist but none can be read.
     """
     self._remove_interrupted_saves()
-    target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), template)
     failures: list[tuple[int, str]] = []
     for step in reversed(self.steps()):
       where = f"checkpoint {self.directory / str(step)}"
@@ -173,8 +244,7 @@ class CheckpointStore:
       if meta_tree is not None:
         _check_match(meta_tree, template, where)
       try:
-        restored = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target), extra=ocp.args.JsonRestore()))
+        restored = self._manager.restore(step, args=_restore_args(template))
         state, extra = restored.state, restored.extra
         if not isinstance(extra, dict):
           raise ValueError(f"its extra item is {type(extra).__name__}, expected a JSON object")

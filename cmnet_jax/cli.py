@@ -1,4 +1,8 @@
-"""What `run.py` does in each mode, with errors a user can act on (no tracebacks for bad data)."""
+"""What `run.py` does in each mode, with errors a user can act on (no tracebacks for bad data).
+
+`--mode=eval` and `--mode=predict` use the config recorded in the workdir (the one it was trained
+with), whatever `--config` says; a `--config` given with them that differs is named and ignored.
+"""
 from __future__ import annotations
 
 import sys
@@ -8,63 +12,101 @@ from typing import Optional
 import ml_collections
 
 from cmnet_jax import config_blocks
+from cmnet_jax import errors
 from cmnet_jax.datasets import DatasetError
 from cmnet_jax.datasets import sources
 
 
 def _data_help(config: ml_collections.ConfigDict) -> str:
   name = config.data.name
-  if name not in sources.SOURCES:
+  if name not in sources.SOURCES or sources.SOURCES[name].generated:
     return ""
   return (f"\n{sources.describe(name)}\nThe config key data.root points at it (now "
           f"{config.data.root!r}): pass --config.data.root=/path/to/it; data.annotation (now "
           f"{config.data.annotation!r}) can name the annotation file if it is elsewhere.")
 
 
+def _recorded_config(workdir: Path, given: ml_collections.ConfigDict,
+                     config_given: bool) -> ml_collections.ConfigDict:
+  """The workdir's config.json (eval, predict); notes a differing `--config` (ignored)."""
+  from cmnet_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  wd = workdir_lib.Workdir(workdir)
+  recorded = wd.load_config()
+  if config_given:
+    diff = workdir_lib.config_diff(recorded.to_dict(), given.to_dict())
+    if diff:
+      print(f"note: using {wd.config_file} (the config this workdir was trained with); the "
+            f"--config given differs in {len(diff)} key(s), ignored: "
+            + "; ".join(diff[:8]) + (" ..." if len(diff) > 8 else ""))
+  return recorded
+
+
+def _predict(workdir: Path, config, frames: str, *, onset, apex, offset, fold,
+             out: Optional[str]) -> int:
+  from cmnet_jax import predict  # pylint: disable=g-import-not-at-top
+  result = predict.predict(workdir, frames, config=config, onset=onset, apex=apex, offset=offset,
+                           fold=fold)
+  for note in result["notes"]:
+    print(note)
+  width = max(len(c) for c in result["probabilities"])
+  models = (f"ensemble of {len(result['folds'])} folds" if len(result["folds"]) > 1
+            else f"fold {result['folds'][0]}")
+  print(f"clip {frames}: frames {result['frames']} (apex at position "
+        f"{result['apex_position']}), models: {models}")
+  for name, p in sorted(result["probabilities"].items(), key=lambda kv: -kv[1]):
+    print(f"  {name:<{width}}  {p:.3f}")
+  print(f"predicted: {result['predicted']}")
+  path = Path(out) if out else Path.cwd() / f"predict_{Path(frames).name}_intensity.png"
+  replaced = path.exists()
+  try:
+    predict.write_curve(result, path)
+  except OSError as e:
+    print(f"error: cannot write the intensity curve to {path} ({e.strerror}); pass "
+          "--out=/a/writable/file.png", file=sys.stderr)
+    return 1
+  print(f"intensity curve: {path}" + (" (replaced the earlier one)" if replaced else ""))
+  return 0
+
+
 def run(mode: str, config: ml_collections.ConfigDict, workdir: Path, *,
         frames: Optional[str] = None, onset=None, apex=None, offset=None,
-        fold: Optional[str] = None) -> int:
-  """Runs one mode; returns the process exit code."""
-  try:  # every bad config value at once, before anything is written
-    config_blocks.validate(config)
-  except config_blocks.ConfigError as e:
-    for problem in e.problems:
-      print(f"error: {problem}", file=sys.stderr)
-    return 1
+        fold: Optional[str] = None, out: Optional[str] = None,
+        config_given: bool = False) -> int:
+  """Runs one mode; returns the process exit code.
+
+  `config_given`: whether the user passed `--config` or `--config.<key>` (eval and predict
+  then say which of its keys differ from the workdir's config).
+  """
+  if mode == "predict" and not frames:
+    print("error: --mode=predict needs --frames=/path/to/clip_folder", file=sys.stderr)
+    return 2
   # Imported here so that `--help` and flag errors stay fast.
   from cmnet_jax import checkpoint  # pylint: disable=g-import-not-at-top
-  from cmnet_jax import train  # pylint: disable=g-import-not-at-top
   try:
-    if mode == "train":
-      train.train_and_evaluate(config, workdir)
-    elif mode == "eval":
-      train.train_and_evaluate(config, workdir, evaluate_only=True)
-    elif mode == "prepare":
-      from cmnet_jax.datasets import tfds as tfds_lib  # pylint: disable=g-import-not-at-top
-      path = tfds_lib.prepare(config, workdir)
-      print(f"prepared TFDS data in {path}")
+    if mode in ("eval", "predict"):
+      config = _recorded_config(workdir, config, config_given)
+    try:  # every bad config value at once, before anything is written
+      config_blocks.validate(config)
+    except config_blocks.ConfigError as e:
+      for problem in e.problems:
+        print(f"error: {problem}", file=sys.stderr)
+      return 1
+    if mode in ("train", "eval"):
+      from cmnet_jax import train  # pylint: disable=g-import-not-at-top
+      train.train_and_evaluate(config, workdir, evaluate_only=mode == "eval")
     elif mode == "align":
       from cmnet_jax.align import runner  # pylint: disable=g-import-not-at-top
       return runner.main(config)
     elif mode == "predict":
-      if not frames:
-        print("error: --mode=predict needs --frames=/path/to/clip_folder", file=sys.stderr)
-        return 2
-      from cmnet_jax import predict  # pylint: disable=g-import-not-at-top
-      out = predict.predict(workdir, frames, onset=onset, apex=apex, offset=offset, fold=fold)
-      width = max(len(c) for c in out["probabilities"])
-      print(f"clip {frames}: frames {out['frames']} (apex at position {out['apex_position']}), "
-            f"models: {'ensemble of ' + str(len(out['folds'])) + ' folds' if len(out['folds']) > 1 else 'fold ' + out['folds'][0]}")
-      for name, p in sorted(out["probabilities"].items(), key=lambda kv: -kv[1]):
-        print(f"  {name:<{width}}  {p:.3f}")
-      print(f"predicted: {out['predicted']}; intensity curve: {out['intensity_png']}")
+      return _predict(workdir, config, frames, onset=onset, apex=apex, offset=offset, fold=fold,
+                      out=out)
     else:
       raise ValueError(f"unknown mode {mode!r}")
   except DatasetError as e:
     print(f"error: {e}{_data_help(config)}", file=sys.stderr)
     return 1
-  except (checkpoint.CheckpointError, train.RunError, train.NonFiniteLossError,
-          FileNotFoundError) as e:
+  except (checkpoint.CheckpointError, checkpoint.CheckpointMismatchError, errors.RunError,
+          errors.NonFiniteLossError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   return 0

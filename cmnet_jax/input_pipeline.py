@@ -4,7 +4,8 @@ The clips of a database (or of the built-in synthetic generator, the default) ar
 `data.num_frames` frames anchored on onset/apex/offset: one deterministic sampling for evaluation
 and `data.train_jitter_copies` jittered samplings for training (copy 0 is the deterministic one),
 from which each training step picks one at random on the device. Decoded arrays are cached in
-`workdir/data/clips-<hash>.npz` so that a resumed run does not decode again.
+the workdir (`Workdir.clip_cache`), keyed on the config and on the data themselves, so that a
+resumed run does not decode again and edited data are never read from a stale cache.
 """
 from __future__ import annotations
 
@@ -12,16 +13,17 @@ import dataclasses
 import hashlib
 import json
 import os
-import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import ml_collections
 import numpy as np
 
 from cmnet_jax import datasets
+from cmnet_jax import workdir as workdir_lib
 from cmnet_jax.datasets import frames as frames_lib
+from cmnet_jax.datasets import registry
 
 
 @dataclasses.dataclass
@@ -63,27 +65,68 @@ class ClipData:
                       train_i.astype(np.float32), eval_i.astype(np.float32))
 
 
-def dataset_root(config: ml_collections.ConfigDict, workdir: Path) -> Path:
-  """Where the data are: `data.root`, or for synthetic data a folder under the workdir."""
+class Source(NamedTuple):
+  """A run's clip index and what identifies its data.
+
+  fingerprint: sha256 of the index (every clip record in order: dataset, subject, clip id,
+    onset/apex/offset, emotion, label, action units, frame numbers) and of each frame file's path
+    relative to the root and size; recorded in folds.json, it tells whether a workdir's data
+    changed (a moved or copied database keeps it).
+  files_key: the same plus each frame file's mtime: the decoded-clip cache's data key.
+  clips: 'dataset/subject/clip_id' of every clip, in index order.
+  """
+  index: Any
+  root: Path
+  fingerprint: str
+  files_key: str
+  clips: list
+
+
+def dataset_root(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir) -> Path:
+  """Where the data are: `data.root`, or for a generated database a folder under the workdir."""
   if config.data.root:
     return Path(config.data.root).expanduser()
-  if config.data.name == "synthetic":
-    return Path(workdir) / "data" / "synthetic"
+  if registry.get(config.data.name).generated:
+    return wd.generated_data(config.data.name)
   raise datasets.DatasetError(
       f"config key data.root is empty: set --config.data.root to the folder where you unpacked "
       f"{config.data.name}")
 
 
-def load_index(config: ml_collections.ConfigDict, workdir: Path):
-  """The dataset index of the config's database (generating the synthetic one if needed)."""
-  root = dataset_root(config, workdir)
-  if config.data.name == "synthetic":
-    from cmnet_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
-    synthetic.generate(config.synthetic, root)
-    return datasets.load_index("casme2", root, classes="5class"), root
-  index = datasets.load_index(config.data.name, root, classes=config.data.classes or None,
+def fingerprints(index) -> tuple[str, str]:
+  """(fingerprint, files_key) of a `DatasetIndex` (see `Source`)."""
+  data, files = hashlib.sha256(), hashlib.sha256()
+  head = json.dumps([index.name, list(index.class_names)]).encode()
+  data.update(head)
+  files.update(head)
+  for c in index.clips:
+    record = json.dumps([c.dataset, c.subject, c.clip_id, c.onset, c.apex, c.offset, c.emotion,
+                         c.label, c.action_units, list(c.frame_numbers)]).encode()
+    data.update(record)
+    files.update(record)
+    for path in c.frame_paths:
+      st = os.stat(path)
+      rel = os.path.relpath(path, index.root)
+      data.update(f"{rel}\0{st.st_size}\n".encode())
+      files.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+  return data.hexdigest(), files.hexdigest()
+
+
+def read_source(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir) -> Source:
+  """Indexes the config's database (process 0 generates a generated one first) and prints what
+  the reader repaired or skipped."""
+  name = config.data.name
+  root = dataset_root(config, wd)
+  if jax.process_index() == 0:
+    registry.prepare(name, root, config)
+  else:  # process 0 generates and decodes; the others must not race it
+    wd.wait_for_clip_cache(_cache_key(config))
+  index = registry.load_index(name, root, classes=config.data.classes or None,
                               annotation=config.data.annotation or None)
-  return index, root
+  index.print_report()
+  fingerprint, files_key = fingerprints(index)
+  return Source(index, root, fingerprint, files_key,
+                [f"{c.dataset}/{c.subject}/{c.clip_id}" for c in index.clips])
 
 
 def _cache_key(config: ml_collections.ConfigDict) -> str:
@@ -92,45 +135,44 @@ def _cache_key(config: ml_collections.ConfigDict) -> str:
   return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def load(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> ClipData:
-  """Reads (or generates), samples and decodes every clip; cached per data config."""
-  workdir = Path(workdir)
-  cache = workdir / "data" / f"clips-{_cache_key(config)}.npz"
+def load_clips(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, source: Source, *,
+               write_cache: bool = True) -> ClipData:
+  """Samples and decodes every clip of `source`, or reads them from the workdir's cache.
+
+  The cache is keyed on the config's data blocks and on the data (`Source.files_key`), so a
+  sorted, shortened or edited annotation or changed frame files are decoded again; an unreadable
+  cache is decoded again too (with a warning), and caches of other data are removed.
+  """
+  index, root = source.index, source.root
+  cache = wd.clip_cache(_cache_key(config), source.files_key[:16])
   if jax.process_index() != 0:
-    _wait_for(cache)  # process 0 generates/decodes; the others must not race it
-  index, root = load_index(config, workdir)
-  index.print_report()
-  folds = datasets.loso_folds(index)
-  if cache.exists():
-    arrays = dict(np.load(cache))
-  else:
+    wd.wait_for_clip_cache(_cache_key(config), source.files_key[:16])
+  arrays = wd.load_clip_cache(cache)
+  if arrays is None:
     arrays = _decode(index, config)
     eval_positions, train_positions = arrays.pop("eval_positions"), arrays.pop("train_positions")
-    if config.data.name == "synthetic":
-      arrays["true_intensity"] = _true_intensity(index, root, eval_positions)
-      arrays["train_true_intensity"] = _true_intensity(index, root, train_positions)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + f".tmp{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, cache)
+    truth = registry.true_intensity(config.data.name, root)
+    if truth is not None:
+      arrays["true_intensity"] = _true_intensity(index, truth, eval_positions)
+      arrays["train_true_intensity"] = _true_intensity(index, truth, train_positions)
+    if write_cache:
+      wd.save_clip_cache(cache, arrays)
   clips = index.clips
   return ClipData(
       class_names=tuple(index.class_names),
       labels=np.array([c.label for c in clips], np.int32),
       subjects=tuple(c.subject for c in clips), clip_ids=tuple(c.clip_id for c in clips),
-      datasets=tuple(c.dataset for c in clips), folds=list(folds),
+      datasets=tuple(c.dataset for c in clips), folds=list(datasets.loso_folds(index)),
       eval_frames=arrays["eval_frames"], eval_apex=arrays["eval_apex"],
       train_frames=arrays["train_frames"], train_apex=arrays["train_apex"],
       true_intensity=arrays.get("true_intensity"),
       train_true_intensity=arrays.get("train_true_intensity"))
 
 
-def _wait_for(path: Path, timeout_s: float = 3600.0) -> None:
-  deadline = time.monotonic() + timeout_s
-  while not path.exists():
-    if time.monotonic() > deadline:
-      raise TimeoutError(f"{path} never appeared: process 0 should have written it")
-    time.sleep(1.0)
+def load(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> ClipData:
+  """`load_clips(config, wd, read_source(config, wd))` for the workdir at `workdir`."""
+  wd = workdir_lib.Workdir(workdir)
+  return load_clips(config, wd, read_source(config, wd))
 
 
 def _decode(index, config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
@@ -160,13 +202,10 @@ def _decode(index, config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
   return out
 
 
-def _true_intensity(index, root: Path, positions: np.ndarray) -> np.ndarray:
-  from cmnet_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
-  # The side file keys subjects as the coding sheet writes them ('01'); the reader says 'sub01'.
-  table = {(f"sub{subject}", clip_id): curve
-           for (subject, clip_id), curve in synthetic.load_true_intensity(root).items()}
+def _true_intensity(index, truth: dict, positions: np.ndarray) -> np.ndarray:
+  """The database's true intensity at each sampled frame position."""
   out = np.zeros(positions.shape, np.float32)
   for i, clip in enumerate(index.clips):
-    curve = table[(clip.subject, clip.clip_id)]
+    curve = truth[(clip.subject, clip.clip_id)]
     out[i] = np.vectorize(lambda p: curve[clip.frame_numbers[int(p)]])(positions[i])
   return out

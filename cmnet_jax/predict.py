@@ -1,69 +1,79 @@
-"""Class probabilities for a user's own clip from a trained workdir.
+"""Class probabilities for a user's own clip from a trained workdir, which is only read.
 
-The fold models are restored from the workdir's final checkpoints; the prediction is the mean of
-their softmax probabilities (or one named fold's). The clip is a folder of numbered frames; give
-onset/apex/offset frame numbers, or take the whole folder with the apex guessed as the frame that
-differs most from the first one.
+The fold models are the workdir's final checkpoints (epoch `train.num_epochs`), and those only:
+a missing or damaged one is an error naming it and saying how to make it again, never a silent
+fall back to an older model. The prediction is the mean of the folds' softmax probabilities (or
+one named fold's). The clip is a folder of numbered frames, at least `MIN_FRAMES` of them
+between onset and offset; give onset/apex/offset frame numbers, or take the whole folder with
+the apex guessed as the frame that differs most from the first one. The clip's intensity curve
+is drawn by `write_curve` wherever the caller says (never into the workdir).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import jax
-import ml_collections
 import numpy as np
 
 from cmnet_jax import checkpoint
 from cmnet_jax import losses
-from cmnet_jax import models
 from cmnet_jax import reports
-from cmnet_jax import train
 from cmnet_jax import train_step as ts
+from cmnet_jax import workdir as workdir_lib
 from cmnet_jax.datasets import DatasetError
 from cmnet_jax.datasets import frames as frames_lib
+from cmnet_jax.errors import RunError, WorkdirError
+
+MIN_FRAMES = 3  # onset, apex and offset
 
 
-def load_config(workdir: Path) -> ml_collections.ConfigDict:
-  path = Path(workdir) / "config.json"
-  if not path.exists():
-    raise FileNotFoundError(f"{path} does not exist: {workdir} is not a trained workdir "
-                            "(train first with python run.py --workdir=...)")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+class Clip(NamedTuple):
+  """A clip read for prediction: uint8 `[T, H, W, 3]` frames, the apex's position in them, the
+  sampled frame numbers, and how many frames onset..offset the folder has."""
+  frames: np.ndarray
+  apex_index: int
+  numbers: list
+  available: int
 
 
-def load_fold_params(workdir: Path, config: ml_collections.ConfigDict):
+def load_config(workdir: str | Path):
+  """The config the workdir was trained with (its config.json)."""
+  return workdir_lib.Workdir(workdir).load_config()
+
+
+def load_fold_params(workdir: str | Path, config):
   """(model, class_names, {test_subject: params}) from the final checkpoint of every fold."""
-  workdir = Path(workdir)
-  meta = json.loads((workdir / "folds.json").read_text())
+  wd = workdir_lib.Workdir(workdir)
+  meta = wd.read_folds()
   class_names, subjects = meta["class_names"], meta["test_subjects"]
-  model = models.build(config.model, len(class_names))
-  tx = ts.make_optimizer(config.optim, config.train.num_epochs * config.train.steps_per_epoch)
-  size, t = config.data.image_size, config.data.num_frames
-  sample = np.zeros((1, t, size, size, 3), np.uint8)
+  setup = ts.make_setup(config, len(class_names))
+  final = int(config.train.num_epochs)
+  groups = wd.group_files()
+  if not groups:
+    raise WorkdirError(f"{wd.path} holds no finished fold group yet (training has not "
+                       f"finished): run python run.py --workdir={wd.path} to finish it")
   fold_params = {}
-  for group_file in sorted((workdir / "folds").glob("group*_process*.npz")):
-    fold_ids = np.load(group_file)["fold_ids"]
-    template = jax.eval_shape(jax.vmap(lambda r: ts.init_state(model, tx, r, sample)),
-                              jax.random.split(jax.random.PRNGKey(0), len(fold_ids)))
-    store = checkpoint.CheckpointStore(workdir / "checkpoints" / group_file.stem)
-    restored = store.restore_latest(template)
-    store.close()
-    if restored is None:
-      raise checkpoint.CheckpointError(f"no checkpoint for {group_file.stem} in {workdir}")
-    state = restored[1]
+  for g in groups:
+    fold_ids = wd.load_group(g.path)["fold_ids"]
+    try:
+      state, _ = checkpoint.restore_step(wd.checkpoint_dir(g.group, g.process), final,
+                                         ts.state_template(setup, len(fold_ids)))
+    except checkpoint.CheckpointError as e:
+      raise checkpoint.CheckpointError(
+          f"{e}. {wd.final_checkpoint_advice(g.group, g.process, final)}") from None
     for slot, fid in enumerate(fold_ids):
       if fid >= 0:
         fold_params[subjects[fid]] = jax.tree.map(lambda x, s=slot: x[s], state.params)
-  if not fold_params:
-    raise FileNotFoundError(f"{workdir / 'folds'} holds no finished fold group: train first")
-  return model, class_names, fold_params
+  return setup.model, class_names, fold_params
 
 
 def read_clip(folder: str, *, onset: Optional[int], apex: Optional[int], offset: Optional[int],
-              num_frames: int, image_size: int) -> tuple[np.ndarray, int, list[int]]:
-  """Samples T frames of the clip in `folder`: (uint8 `[T, H, W, 3]`, apex position, numbers)."""
+              num_frames: int, image_size: int, sampling: str = "anchored") -> Clip:
+  """Samples T frames of the clip in `folder` (see `Clip`).
+
+  Raises DatasetError if the folder has fewer than `MIN_FRAMES` frames in onset..offset.
+  """
   if not Path(folder).is_dir():
     raise DatasetError(f"clip folder {folder!r} does not exist (expected a folder of numbered "
                        "jpg/bmp/png frames)")
@@ -75,9 +85,11 @@ def read_clip(folder: str, *, onset: Optional[int], apex: Optional[int], offset:
   offset = last if offset is None else offset
   numbers = [n for n, _ in available if onset <= n <= offset]
   paths = [p for n, p in available if onset <= n <= offset]
-  if not numbers:
-    raise DatasetError(f"{folder}: no frame numbered between onset {onset} and offset {offset} "
-                       f"(frames run from {first} to {last})")
+  if len(numbers) < MIN_FRAMES:
+    raise DatasetError(
+        f"{folder}: {len(numbers)} frame(s) between onset {onset} and offset {offset} (frames "
+        f"run from {first} to {last}); a clip needs at least {MIN_FRAMES} (onset, apex and "
+        "offset) to show a motion")
   if apex is None:
     decoded = np.stack([frames_lib.decode_frame(p, image_size, folder) for p in paths])
     diff = np.abs(decoded.astype(np.float32) - decoded[:1]).mean(axis=(1, 2, 3))
@@ -86,24 +98,34 @@ def read_clip(folder: str, *, onset: Optional[int], apex: Optional[int], offset:
     if not onset <= apex <= offset:
       raise DatasetError(f"{folder}: apex {apex} outside [onset {onset}, offset {offset}]")
     apex_pos = int(np.argmin([abs(n - apex) for n in numbers]))
-  positions, apex_index = frames_lib.sample_frame_indices(len(paths), apex_pos, num_frames)
+  positions, apex_index = frames_lib.sample_frame_indices(len(paths), apex_pos, num_frames,
+                                                          mode=sampling)
   clip = np.stack([frames_lib.decode_frame(paths[p], image_size, folder) for p in positions])
-  return clip, apex_index, [numbers[p] for p in positions]
+  return Clip(clip, int(apex_index), [numbers[p] for p in positions], len(paths))
 
 
-def predict(workdir: Path, folder: str, *, onset=None, apex=None, offset=None,
-            fold: Optional[str] = None, out_png: Optional[Path] = None) -> dict:
-  """Probabilities of every class for the clip; writes its intensity curve as a PNG."""
-  workdir = Path(workdir)
-  config = load_config(workdir)
+def predict(workdir: str | Path, folder: str, *, config=None, onset=None, apex=None, offset=None,
+            fold: Optional[str] = None, out_png: Optional[str | Path] = None) -> dict:
+  """Probabilities of every class for the clip, from the workdir's final fold models.
+
+  `config` defaults to the workdir's own. Nothing is written unless `out_png` names where to
+  draw the intensity curve (or call `write_curve` with the result). The result's `notes` say
+  what a user should know (e.g. frames repeated because the clip is shorter than T).
+  """
+  config = config if config is not None else load_config(workdir)
   model, class_names, fold_params = load_fold_params(workdir, config)
   if fold is not None:
     if fold not in fold_params:
-      raise train.RunError(f"--fold={fold!r} is not a fold of {workdir}; folds: {sorted(fold_params)}")
+      raise RunError(f"--fold={fold!r} is not a fold of {workdir}; folds: {sorted(fold_params)}")
     fold_params = {fold: fold_params[fold]}
-  clip, apex_index, numbers = read_clip(folder, onset=onset, apex=apex, offset=offset,
-                                        num_frames=config.data.num_frames,
-                                        image_size=config.data.image_size)
+  t = config.data.num_frames
+  clip, apex_index, numbers, available = read_clip(
+      folder, onset=onset, apex=apex, offset=offset, num_frames=t,
+      image_size=config.data.image_size, sampling=config.data.get("frame_sampling", "anchored"))
+  notes = []
+  if available < t:
+    notes.append(f"note: the clip has {available} frames in onset..offset, fewer than the {t} "
+                 f"the model samples: frames are repeated ({numbers})")
   apply = jax.jit(lambda p, x: model.apply({"params": p}, x, train=False))
   probs, curves = [], []
   for params in fold_params.values():
@@ -114,10 +136,17 @@ def predict(workdir: Path, folder: str, *, onset=None, apex=None, offset=None,
   prototype = np.asarray(losses.intensity_prototype(
       len(numbers), apex_index, epsilon=config.loss.prototype_epsilon,
       sigma_floor=config.loss.prototype_sigma_floor)[0])
-  out_png = Path(out_png) if out_png else workdir / f"predict_{Path(folder).name}_intensity.png"
-  reports.plot_intensity_curves(out_png, np.stack(curves), prototype,
-                                title=f"{Path(folder).name}: frames {numbers}")
-  return {"probabilities": dict(zip(class_names, mean_probs.tolist())),
-          "predicted": class_names[int(np.argmax(mean_probs))], "folds": list(fold_params),
-          "frames": numbers, "apex_position": apex_index,
-          "intensities": np.mean(curves, axis=0).tolist(), "intensity_png": str(out_png)}
+  result = {"probabilities": dict(zip(class_names, mean_probs.tolist())),
+            "predicted": class_names[int(np.argmax(mean_probs))], "folds": list(fold_params),
+            "frames": numbers, "apex_position": apex_index,
+            "intensities": np.mean(curves, axis=0).tolist(), "curves": np.stack(curves),
+            "prototype": prototype, "clip_name": Path(folder).name, "notes": notes}
+  if out_png is not None:
+    result["intensity_png"] = str(write_curve(result, out_png))
+  return result
+
+
+def write_curve(result: dict, path: str | Path) -> Path:
+  """Draws a `predict` result's intensity curves (each fold's, and the prototype) to `path`."""
+  return reports.plot_intensity_curves(path, result["curves"], result["prototype"],
+                                       title=f"{result['clip_name']}: frames {result['frames']}")

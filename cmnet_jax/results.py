@@ -1,27 +1,26 @@
 """Gathering a run's per-fold results on the host, merging them, and writing the reports.
 
-Each fold group (on each process) writes `workdir/folds/groupGGG_processPPP.npz` once it has
-finished; these files are the only thing processes share, so a multi-host run needs no
-cross-process collective, and a resumed run skips finished groups. Process 0 merges them.
+Each fold group (on each process) writes its file in the workdir's folds folder once it has
+finished (`Workdir.save_group`); these files are the only thing processes share, so a multi-host
+run needs no cross-process collective, and a resumed run skips finished groups. Process 0 merges
+them.
 """
 from __future__ import annotations
 
-import os
-import time
-from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import ml_collections
 import numpy as np
 
 from cmnet_jax import metrics
 from cmnet_jax import reports
+from cmnet_jax import workdir as workdir_lib
 
 
-def save_group(path: Path, *, fold_ids, fold_data, logits, intensities, ablated_logits,
-               history, oracle) -> None:
-  """Writes one fold group's held-out predictions and training history (atomically)."""
-  path.parent.mkdir(parents=True, exist_ok=True)
+def group_arrays(*, fold_ids, fold_data, logits, intensities, ablated_logits, history,
+                 oracle) -> dict[str, np.ndarray]:
+  """One fold group's held-out predictions and training history, as `Workdir.save_group` stores
+  them and `merge` reads them."""
   arrays = {"fold_ids": np.asarray(fold_ids), "test_ids": np.asarray(fold_data.test_ids),
             "test_mask": np.asarray(fold_data.test_mask), "logits": logits,
             "intensities": intensities, "ablated_logits": ablated_logits}
@@ -29,23 +28,7 @@ def save_group(path: Path, *, fold_ids, fold_data, logits, intensities, ablated_
   if oracle:
     arrays["oracle_epochs"] = np.array([e for e, _ in oracle])
     arrays["oracle_predictions"] = np.stack([p for _, p in oracle], 1)  # [slots, evals, max_test]
-  tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)
-
-
-def wait_for_groups(folder: Path, num_groups: int, process_count: int, *,
-                    timeout_s: float = 24 * 3600, poll_s: float = 2.0) -> list[dict]:
-  """Loads every group file of every process, waiting for the other processes to write theirs."""
-  paths = [folder / f"group{g:03d}_process{p:03d}.npz"
-           for g in range(num_groups) for p in range(process_count)]
-  deadline = time.monotonic() + timeout_s
-  while not all(p.exists() for p in paths):
-    if time.monotonic() > deadline:
-      missing = [str(p) for p in paths if not p.exists()]
-      raise TimeoutError(f"fold results never appeared: {missing}")
-    time.sleep(poll_s)
-  return [dict(np.load(p)) for p in paths]
+  return arrays
 
 
 def merge(groups: list[dict], num_clips: int) -> dict[str, Any]:
@@ -96,8 +79,13 @@ def _oracle_predictions(oracle: dict, labels: np.ndarray) -> tuple[np.ndarray, l
   return preds, chosen
 
 
-def finish(config: ml_collections.ConfigDict, workdir: Path, data, groups: list[dict]) -> dict:
-  """Pooled metrics and every report of the run; prints the results table."""
+def finish(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, data, groups: list[dict],
+           *, write: bool = True, tensorboard: Optional[Any] = None) -> dict:
+  """Pooled metrics and every report of the run; prints the results table.
+
+  `write=False` (a read-only workdir) only prints. `tensorboard` (a `reports.ScalarWriter`), if
+  given, gets the intensity diagnostics and the headline at the run's last step.
+  """
   from cmnet_jax import losses  # pylint: disable=g-import-not-at-top
   merged = merge(groups, len(data.labels))
   labels = data.labels
@@ -124,32 +112,39 @@ def finish(config: ml_collections.ConfigDict, workdir: Path, data, groups: list[
       merged["intensities"], merged["logits"], merged["ablated_logits"],
       wilcoxon_active=None if active is None else active[:, -1],
       true_intensity=data.true_intensity, prototype_mean=mean_curves)
+  # Every logged training quantity (loss, each objective term and its metrics, accuracy) in the
+  # last epoch, averaged over the folds' steps: a registered term's value shows up here.
+  last_epoch = {k: float(np.nanmean(v[:, -1])) for k, v in sorted(merged["history"].items())}
   extra = {"intensity": diagnostics, "intensity_spearman": intensity,
-           "config": config.to_dict()}
+           "training_last_epoch": last_epoch, "config": config.to_dict()}
   oracle_block = None
   if merged["oracle"]:
     opreds, chosen = _oracle_predictions(merged["oracle"], labels)
     oracle_block = dict(metrics.summarize(metrics.confusion_matrix(labels, opreds, num_classes)),
                         chosen_epochs=chosen)
-  workdir = Path(workdir)
-  reports.write_results_json(workdir / "results.json", headline, extra=extra,
-                             oracle_best_epoch=oracle_block)
-  reports.write_per_subject_csv(workdir / "per_subject.csv", labels, preds, list(data.subjects),
-                                num_classes, databases=list(data.datasets),
-                                class_names=list(data.class_names))
-  reports.write_predictions_txt(workdir / "predictions.txt", list(data.datasets),
-                                list(data.subjects), list(data.clip_ids), labels, preds)
-  reports.plot_confusion_matrix(workdir / "confusion_matrix.png", conf, list(data.class_names),
-                                title=f"UF1 {headline['uf1']:.3f}  UAR {headline['uar']:.3f}")
-  title = "  ".join(f"rho({k[3:]}) {v['mean_curve']:.2f}" for k, v in intensity.items())
-  reports.plot_intensity_curves(workdir / "intensity_curves.png", merged["intensities"],
-                                mean_curves, true=data.true_intensity, title=title)
-  reports.plot_training_curves(workdir / "training_curves.png", merged["history"])
-  with reports.ScalarWriter(workdir / "tensorboard") as writer:
-    hist = merged["history"]
-    for epoch in range(next(iter(hist.values())).shape[1]):
-      writer.write(epoch + 1, {k: float(np.nanmean(v[:, epoch])) for k, v in hist.items()})
+  if tensorboard is not None:
+    tensorboard.write(tensorboard.last_step, {
+        **{f"intensity/{k}": v for k, v in diagnostics.items()},
+        **{f"test/{k}": headline[k] for k in ("accuracy", "uf1", "uar")}})
+    tensorboard.flush()
+  if write:
+    reports.write_per_subject_csv(wd.report("per_subject"), labels, preds, list(data.subjects),
+                                  num_classes, databases=list(data.datasets),
+                                  class_names=list(data.class_names))
+    reports.write_predictions_txt(wd.report("predictions"), list(data.datasets),
+                                  list(data.subjects), list(data.clip_ids), labels, preds)
+    reports.plot_confusion_matrix(wd.report("confusion"), conf, list(data.class_names),
+                                  title=f"UF1 {headline['uf1']:.3f}  UAR {headline['uar']:.3f}")
+    title = "  ".join(f"rho({k[3:]}) {v['mean_curve']:.2f}" for k, v in intensity.items())
+    reports.plot_intensity_curves(wd.report("intensity"), merged["intensities"],
+                                  mean_curves, true=data.true_intensity, title=title)
+    reports.plot_training_curves(wd.report("training"), merged["history"])
+    # Last: a workdir with results.json is a finished run (every report written).
+    reports.write_results_json(wd.report("results"), headline, extra=extra,
+                               oracle_best_epoch=oracle_block)
   print(reports.format_results_table(rows, class_names=list(data.class_names)))
   print(reports.format_diagnostics(diagnostics))
-  print(f"(chance accuracy {1.0 / num_classes:.3f}; reports in {workdir})")
+  where = (f"reports in {wd.path}" if write else
+           f"{wd.path} is read-only for this user: results re-printed, nothing written")
+  print(f"(chance accuracy {1.0 / num_classes:.3f}; {where})")
   return {"headline": headline, **extra, "oracle_best_epoch": oracle_block}

@@ -6,16 +6,15 @@ many devices share the work. Evaluation uses the final epoch's model on the held
 an 'oracle best-epoch' figure (test-set selection, as much published MER code does) is written
 beside it only when `train.eval_every_epochs > 0`, and always labelled so.
 
-Outputs in `workdir`: `checkpoints/`, `folds/` (per fold-group results, the unit of multi-host
-merging and of resuming a finished group), and the reports written by `cmnet_jax.reports`.
+The workdir's files (checkpoints, per fold-group results, the config and data records, the
+reports, the lock) are named and handled by `cmnet_jax.workdir`, which also says what a workdir
+accepts on a second run: resume, re-print, or refuse with the keys or data that differ.
+TensorBoard scalars are streamed per epoch (`reports.ScalarWriter`).
 """
 from __future__ import annotations
 
-import json
 import os
 import time
-from pathlib import Path
-from typing import Any
 
 import jax
 import ml_collections
@@ -28,14 +27,11 @@ from cmnet_jax import parallel
 from cmnet_jax import reports
 from cmnet_jax import results as results_lib
 from cmnet_jax import train_step as ts
+from cmnet_jax import workdir as workdir_lib
+from cmnet_jax.errors import NonFiniteLossError, RunError, WorkdirError
 
-
-class RunError(ValueError):
-  """A run cannot go on as configured (message says what to change)."""
-
-
-class NonFiniteLossError(FloatingPointError):
-  """A fold's loss became NaN or infinite; the last good checkpoint is kept."""
+__all__ = ["NonFiniteLossError", "RunError", "WorkdirError", "maybe_initialize_distributed",
+           "train_and_evaluate"]
 
 
 def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> None:
@@ -75,7 +71,7 @@ def _fold_arrays(data: input_pipeline.ClipData, fold_ids: np.ndarray) -> ts.Fold
 
 
 def _check_finite(metrics: dict[str, np.ndarray], fold_ids: np.ndarray, data, epoch: int,
-                  steps_per_epoch: int) -> None:
+                  steps_per_epoch: int, wd: workdir_lib.Workdir, store) -> None:
   loss = metrics["loss"]  # [slots, steps]
   for slot, fid in enumerate(fold_ids):
     if fid < 0:
@@ -85,8 +81,23 @@ def _check_finite(metrics: dict[str, np.ndarray], fold_ids: np.ndarray, data, ep
       step = epoch * steps_per_epoch + int(bad[0])
       raise NonFiniteLossError(
           f"non-finite loss in fold {fid} (test subject {data.folds[fid].test_subject}), "
-          f"epoch {epoch + 1}, step {step} (step {int(bad[0])} of that epoch); the last good "
-          "checkpoint is kept in the workdir")
+          f"epoch {epoch + 1}, step {step} (step {int(bad[0])} of that epoch); "
+          + _what_is_kept(wd, store))
+
+
+def _what_is_kept(wd: workdir_lib.Workdir, store) -> str:
+  """What a run stopped by a non-finite loss leaves, and how to go on."""
+  trained = wd.trained()
+  if not trained:
+    return ("nothing was saved before it (no checkpoint, no finished fold group), so the "
+            f"corrected command (e.g. a lower --config.optim.learning_rate) may run on the same "
+            f"--workdir={wd.path}: its config replaces the recorded one")
+  saved = store.steps() if store else []
+  kept = (f"this fold group's last good checkpoint is epoch {saved[-1]} ({store.directory})"
+          if saved else "no checkpoint of this fold group was saved before it")
+  return (f"{kept}; the workdir keeps {'; '.join(trained)}. Resuming repeats the same steps "
+          "(the run is deterministic) and fails again: train with a changed config (e.g. a "
+          "lower --config.optim.learning_rate) in a new --workdir")
 
 
 def _load_pretrained(state: ts.TrainState, config: ml_collections.ConfigDict) -> ts.TrainState:
@@ -112,76 +123,112 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                        evaluate_only: bool = False) -> dict:
   """Trains every LOSO fold, evaluates each on its held-out subject, writes the reports.
 
-  Resumes from `workdir` if it holds checkpoints or finished fold groups of the same config.
-  With `evaluate_only`, nothing is trained: every fold group is evaluated again from its final
-  checkpoint (an error says so if training has not finished).
-  Returns the results dict (also written to `workdir/results.json`) on process 0, and an empty
-  dict on the other processes of a multi-host run.
+  Resumes from `workdir` if it holds checkpoints or finished fold groups of the same config and
+  data; re-prints a finished run (read-only if this user may not write the workdir). The
+  workdir is locked while the run uses it. With `evaluate_only`, nothing is trained: every fold
+  group is evaluated again from its final checkpoint (an error names it if it is missing or
+  damaged). Returns the results dict (also in the workdir's results.json) on process 0, and an
+  empty dict on the other processes of a multi-host run.
   """
   maybe_initialize_distributed(config)
-  workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  _write_config(config, workdir)
-  data = input_pipeline.load(config, workdir)
+  wd = workdir_lib.Workdir(workdir)
+  wd.create()
+  read_only = not wd.writable()
+  with wd.lock(jax.process_index(), shared=read_only):
+    return _run(config, wd, evaluate_only=evaluate_only, read_only=read_only)
+
+
+def _load_data(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, *,
+               evaluate_only: bool, read_only: bool) -> input_pipeline.ClipData:
+  """Checks the workdir against the config and data, loads the clips, then records both."""
+  if read_only and not evaluate_only and not wd.is_finished():
+    raise WorkdirError(f"{wd.path} is not writable by this user and holds no finished run "
+                       "(training writes checkpoints and reports there): run as the workdir's "
+                       "owner, or copy it (cp -r) and pass the copy as --workdir")
+  for note in wd.check_config(config):
+    print(note)
+  wd.check_groups()
+  source = input_pipeline.read_source(config, wd)
+  for note in wd.check_data(source.fingerprint, source.clips):
+    print(note)
+  data = input_pipeline.load_clips(config, wd, source, write_cache=not read_only)
   _validate(config, data)
-  if jax.process_index() == 0:
-    reports.atomic_write(workdir / "folds.json", json.dumps({
-        "class_names": list(data.class_names),
-        "test_subjects": [f.test_subject for f in data.folds]}, indent=1))
+  if jax.process_index() == 0 and not read_only:
+    # Only now: a run that fails before its data loaded leaves no config to refuse the next.
+    wd.write_config(config)
+    wd.write_folds(data.class_names, [f.test_subject for f in data.folds], source.fingerprint,
+                   source.clips)
+  return data
+
+
+def _run(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, *, evaluate_only: bool,
+         read_only: bool) -> dict:
+  data = _load_data(config, wd, evaluate_only=evaluate_only, read_only=read_only)
   layout = parallel.make_layout(len(data.folds), num_devices=config.train.num_devices,
                                 folds_per_device=config.train.folds_per_device)
-  model = models.build(config.model, len(data.class_names))
-  tc = config.train
-  tx = ts.make_optimizer(config.optim, tc.num_epochs * tc.steps_per_epoch)
+  process, tc = layout.process_index, config.train
+  setup = ts.make_setup(config, len(data.class_names))
   device_data = parallel.replicate(layout, data.device_data())
-  sample = np.zeros((1,) + data.eval_frames.shape[1:], np.uint8)
-  init_one = ts.make_init(model, tx, sample)
-  epoch_fn = parallel.fold_parallel(ts.make_train_epoch(model, tx, config), layout,
+  init_one = ts.make_init(setup.model, setup.tx, setup.sample)
+  epoch_fn = parallel.fold_parallel(ts.make_train_epoch(setup.model, setup.tx, config), layout,
                                     fold_args=(0, 1), donate=(0,))
-  eval_fn = parallel.fold_parallel(ts.make_eval(model, config), layout, fold_args=(0, 1))
+  eval_fn = parallel.fold_parallel(ts.make_eval(setup.model, config), layout, fold_args=(0, 1))
   progress = reports.Progress(layout.num_groups, tc.num_epochs)
   base_rng = jax.random.PRNGKey(tc.seed)
+  # One event stream per run, written while it trains: not by eval, a re-print or a read-only run.
+  tb = None if read_only or evaluate_only or wd.is_finished() else reports.ScalarWriter(
+      wd.tensorboard_dir, suffix="" if process == 0 else f".process{process:03d}",
+      last_step=layout.num_groups * tc.num_epochs)
+  mean_tag = "mean" if layout.process_count == 1 else f"mean_process{process:03d}"
+  in_memory = {}  # evaluated groups a read-only workdir cannot store
   for group in range(layout.num_groups):
     fold_ids = layout.local_folds(group)
-    out_path = workdir / "folds" / f"group{group:03d}_process{layout.process_index:03d}.npz"
-    if out_path.exists() and not evaluate_only:
+    names = [data.folds[f].test_subject if f >= 0 else None for f in fold_ids]
+    if not evaluate_only and _finished(wd, group, process, tc.num_epochs):
       progress.skip(group)
       continue
-    # A fold's randomness depends on its id only (padded slots get ids past the real folds).
-    fold_rngs = np.stack([np.asarray(jax.random.fold_in(base_rng, fid if fid >= 0 else
-                                                        len(data.folds) + slot))
-                          for slot, fid in enumerate(fold_ids)])
     fold_data = parallel.shard_folds(layout, _fold_arrays(data, fold_ids))
-    host_state = ts.init_fold_states(init_one, fold_rngs)
-    if config.model.pretrained_npz:
-      host_state = _load_pretrained(host_state, config)
-    state = parallel.shard_folds(layout, host_state)
-    # Multi-process runs resume at fold-group granularity (finished groups are skipped): Orbax
-    # cannot save each process's own, process-local fold arrays (see cmnet_jax.checkpoint).
-    store = (checkpoint.CheckpointStore(
-        workdir / "checkpoints" / f"group{group:03d}_process{layout.process_index:03d}",
-        keep=tc.checkpoints_to_keep) if checkpoint.is_supported() else None)
-    history, oracle, start_epoch = {}, [], 0
-    restored = store.restore_latest(parallel.unshard(state)) if store else None
+    template = ts.state_template(setup, len(fold_ids))
+    history, oracle, start_epoch, store = {}, [], 0, None
+    if evaluate_only:
+      restored = (tc.num_epochs, *_final_state(wd, group, process, tc.num_epochs, template))
+    else:
+      # Multi-process runs resume at fold-group granularity (finished groups are skipped): Orbax
+      # cannot save each process's own, process-local fold arrays (see cmnet_jax.checkpoint).
+      store = (checkpoint.CheckpointStore(wd.checkpoint_dir(group, process),
+                                          keep=tc.checkpoints_to_keep)
+               if checkpoint.is_supported() else None)
+      restored = store.restore_latest(template) if store else None
     if restored is not None:
       start_epoch, host_state, extra = restored
-      state = parallel.shard_folds(layout, host_state)
       history = {k: [np.asarray(v) for v in vs] for k, vs in extra["history"].items()}
       oracle = [(e, np.asarray(p)) for e, p in extra["oracle"]]
-    if evaluate_only and (store is None or start_epoch != tc.num_epochs):
-      raise checkpoint.CheckpointError(
-          f"{store.directory}: the latest checkpoint is at epoch {start_epoch} of "
-          f"{tc.num_epochs}; training has not finished (run --mode=train to resume it)")
+    else:
+      # A fold's randomness depends on its id only (padded slots get ids past the real folds).
+      fold_rngs = np.stack([np.asarray(jax.random.fold_in(base_rng, fid if fid >= 0 else
+                                                          len(data.folds) + slot))
+                            for slot, fid in enumerate(fold_ids)])
+      host_state = ts.init_fold_states(init_one, fold_rngs)
+      if config.model.pretrained_npz:
+        host_state = _load_pretrained(host_state, config)
+    state = parallel.shard_folds(layout, host_state)
+    if tb and start_epoch < tc.num_epochs:
+      tb.restart(group * tc.num_epochs + start_epoch + 1)
     for epoch in range(start_epoch, tc.num_epochs):
       t0 = time.perf_counter()
       state, metrics = epoch_fn(state, fold_data, device_data)
       metrics = parallel.unshard(metrics)
-      _check_finite(metrics, fold_ids, data, epoch, tc.steps_per_epoch)
+      _check_finite(metrics, fold_ids, data, epoch, tc.steps_per_epoch, wd, store)
       for k, v in metrics.items():
         history.setdefault(k, []).append(v.mean(axis=1))
       if tc.eval_every_epochs and (epoch + 1) % tc.eval_every_epochs == 0:
         evaluated = parallel.unshard(eval_fn(state.params, fold_data, device_data))
         oracle.append((epoch + 1, evaluated.logits.argmax(-1)))
+      if tb:  # before the checkpoint: a resume re-trains (and re-writes) what follows it
+        lr = float(setup.schedule((epoch + 1) * tc.steps_per_epoch - 1))
+        tb.write(group * tc.num_epochs + epoch + 1, reports.epoch_scalars(
+            metrics, names, learning_rate=lr, mean_tag=mean_tag))
+        tb.flush()
       done = epoch + 1 == tc.num_epochs
       if store and (done or (epoch + 1) % tc.checkpoint_every_epochs == 0):
         store.save(epoch + 1, parallel.unshard(state), {
@@ -190,27 +237,54 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       progress.update(group, epoch + 1, float(np.mean(metrics["loss"][fold_ids >= 0])),
                       time.perf_counter() - t0)
     evaluated = parallel.unshard(eval_fn(state.params, fold_data, device_data))
-    results_lib.save_group(out_path, fold_ids=fold_ids, fold_data=_fold_arrays(data, fold_ids),
-                           logits=evaluated.logits, intensities=evaluated.intensities,
-                           ablated_logits=evaluated.ablated_logits,
-                           history={k: np.stack(v, 1) for k, v in history.items()},
-                           oracle=oracle)
+    arrays = results_lib.group_arrays(
+        fold_ids=fold_ids, fold_data=_fold_arrays(data, fold_ids), logits=evaluated.logits,
+        intensities=evaluated.intensities, ablated_logits=evaluated.ablated_logits,
+        history={k: np.stack(v, 1) for k, v in history.items()}, oracle=oracle)
+    if read_only:
+      in_memory[group] = arrays
+    else:
+      wd.save_group(group, process, arrays)
     if store:
       store.close()
   progress.close()
-  if layout.process_index != 0:
-    return {}
-  groups = results_lib.wait_for_groups(workdir / "folds", layout.num_groups, layout.process_count)
-  return results_lib.finish(config, workdir, data, groups)
+  try:
+    if process != 0:
+      return {}
+    if read_only:
+      groups = [in_memory[g] if g in in_memory else wd.load_group(wd.group_file(g, process))
+                for g in range(layout.num_groups)]
+    else:
+      groups = wd.wait_for_groups(layout.num_groups, layout.process_count)
+    return results_lib.finish(config, wd, data, groups, write=not read_only, tensorboard=tb)
+  finally:
+    if tb:
+      tb.close()
 
 
-def _write_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
-  """Records the config; a resumed run must use the same one (checked, not assumed)."""
-  path = workdir / "config.json"
-  text = config.to_json_best_effort(sort_keys=True, indent=2)
-  if path.exists():
-    if json.loads(path.read_text()) != json.loads(text):
-      raise RunError(f"{path} holds a different config: this workdir belongs to another run; "
-                       "use a new --workdir (or delete this one) to start afresh")
-    return
-  reports.atomic_write(path, text)
+def _finished(wd: workdir_lib.Workdir, group: int, process: int, final_epoch: int) -> bool:
+  """Whether a fold group is finished: its results file exists, and so does its final
+  checkpoint unless the checkpoints were never kept (multi-process) or were all deleted. A
+  group whose final checkpoint was moved away (a damaged one) is trained again to make it."""
+  if not wd.group_file(group, process).exists():
+    return False
+  if not checkpoint.is_supported() or not wd.checkpoint_dir(group, process).is_dir():
+    return True
+  if final_epoch in wd.checkpoint_steps(group, process):
+    return True
+  print(f"note: {wd.checkpoint_dir(group, process)} has no final checkpoint (epoch "
+        f"{final_epoch}); training fold group {group + 1} again from its latest checkpoint to "
+        "make it (the group's results are written again, the same)")
+  return False
+
+
+def _final_state(wd: workdir_lib.Workdir, group: int, process: int, final_epoch: int, template):
+  """(state, extra) of a fold group's final checkpoint (eval); an error naming it and the fix."""
+  if not checkpoint.is_supported():
+    raise RunError("--mode=eval needs the fold groups' checkpoints, which multi-process runs do "
+                   "not keep; their results are in the workdir already")
+  try:
+    return checkpoint.restore_step(wd.checkpoint_dir(group, process), final_epoch, template)
+  except checkpoint.CheckpointError as e:
+    raise checkpoint.CheckpointError(
+        f"{e}. {wd.final_checkpoint_advice(group, process, final_epoch)}") from None

@@ -77,15 +77,49 @@ class FoldData(NamedTuple):
   test_mask: jnp.ndarray
 
 
-def make_optimizer(optim_config: ml_collections.ConfigDict, total_steps: int):
-  """AdamW with linear warm-up then cosine decay, after global-norm gradient clipping."""
+def make_schedule(optim_config: ml_collections.ConfigDict, total_steps: int):
+  """The learning rate of each step: linear warm-up from 0, then cosine decay to 0."""
   warmup = min(int(optim_config.warmup_steps), max(total_steps - 1, 0))
-  schedule = optax.warmup_cosine_decay_schedule(
+  return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=optim_config.learning_rate, warmup_steps=warmup,
       decay_steps=max(total_steps, warmup + 1), end_value=0.0)
+
+
+def make_optimizer(optim_config: ml_collections.ConfigDict, total_steps: int):
+  """AdamW with linear warm-up then cosine decay, after global-norm gradient clipping."""
   return optax.chain(
       optax.clip_by_global_norm(optim_config.grad_clip_norm),
-      optax.adamw(schedule, weight_decay=optim_config.weight_decay))
+      optax.adamw(make_schedule(optim_config, total_steps),
+                  weight_decay=optim_config.weight_decay))
+
+
+class Setup(NamedTuple):
+  """What a run's fold states are built from; the training loop and `predict` share it.
+
+  model: the Flax module; tx: the optimizer; schedule: its learning rate per step;
+  sample: one zero clip, uint8 `[1, T, size, size, 3]` (shapes for initialisation).
+  """
+  model: Any
+  tx: Any
+  schedule: Callable
+  sample: np.ndarray
+
+
+def make_setup(config: ml_collections.ConfigDict, num_classes: int) -> Setup:
+  """The model, optimizer and schedule of a config (`num_classes` outputs)."""
+  from cmnet_jax import models  # pylint: disable=g-import-not-at-top
+  total = config.train.num_epochs * config.train.steps_per_epoch
+  size = config.data.image_size
+  return Setup(models.build(config.model, num_classes), make_optimizer(config.optim, total),
+               make_schedule(config.optim, total),
+               np.zeros((1, config.data.num_frames, size, size, 3), np.uint8))
+
+
+def state_template(setup: Setup, num_slots: int) -> TrainState:
+  """Shapes and dtypes (`jax.ShapeDtypeStruct`s) of `num_slots` stacked fold states, computed
+  without running anything: the template a checkpoint is restored into."""
+  return jax.eval_shape(jax.vmap(lambda r: init_state(setup.model, setup.tx, r, setup.sample)),
+                        jax.random.split(jax.random.PRNGKey(0), num_slots))
 
 
 def init_state(model, tx, rng: jnp.ndarray, sample_clips: jnp.ndarray) -> TrainState:

@@ -1,7 +1,10 @@
-"""`run.py` on missing or wrongly laid out data: a message a user can act on, no traceback."""
+"""`run.py` on missing or wrongly laid out data, bad config values and untrained workdirs: a
+message a user can act on, no traceback."""
 import subprocess
 import sys
 from pathlib import Path
+
+from cmnet_jax import workdir as workdir_lib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,3 +91,20 @@ def test_missing_config_file_lists_the_config_files(tmp_path):
   r = _run("--config=configs/casme9.py", f"--workdir={tmp_path / 'run'}")
   (line,) = _refused(r, tmp_path / "run", 2)
   assert "no config file 'configs/casme9.py'" in line and "configs/casme2.py" in line
+
+
+def test_prepare_mode_is_gone():
+  """`--mode=prepare` built TFDS data that training never read (issue 15): removed; the TFDS
+  builders stay a library API (tests/tfds_test.py)."""
+  r = _run("--mode=prepare", "--helpshort")
+  assert r.returncode != 0 and "<train|eval|predict|align>" in r.stderr
+
+
+def test_eval_and_predict_on_an_untrained_workdir_name_config_json(tmp_path):
+  (tmp_path / "run").mkdir()
+  for mode in ("eval", "predict"):
+    r = _run(f"--mode={mode}", f"--workdir={tmp_path / 'run'}", f"--frames={tmp_path}")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"{workdir_lib.Workdir(tmp_path / 'run').config_file} does not exist" in r.stderr
+    assert "train first" in r.stderr
+  assert sorted(p.name for p in (tmp_path / "run").iterdir()) == []

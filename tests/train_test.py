@@ -1,11 +1,14 @@
 """LOSO training end to end on the tiny synthetic config (4 simulated CPU devices).
 
-One uninterrupted reference run (3 folds on 3 devices) is compared with: the same run on one
-device, a run killed with SIGKILL after its first checkpoint and resumed, and a two-process
-(multi-host) run. Fold results must not depend on how the folds were laid out.
+One uninterrupted reference run (3 folds on 3 devices, `tiny_run` in conftest.py) is compared
+with: the same run on one device, a run killed with SIGKILL after its first checkpoint and
+resumed, and a two-process (multi-host) run. Fold results must not depend on how the folds were
+laid out. Then what a second command on a workdir may do (config rules, NaN runs, eval) and the
+TensorBoard stream. Every workdir file is named through `cmnet_jax.workdir`.
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,52 +20,58 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from cmnet_jax.testing import megc_log
+from cmnet_jax import cli
+from cmnet_jax import reports
 from cmnet_jax import train
 from cmnet_jax import train_step
+from cmnet_jax import workdir as workdir_lib
+from cmnet_jax.testing import megc_log
 from configs import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(workdir, **overrides):
-  config = tiny.get_config()
+def _config(variant="", **overrides):
+  config = tiny.get_config(variant)
   with config.unlocked():
     for key, value in overrides.items():
       block, name = key.split(".")
       config[block][name] = value
-  return train.train_and_evaluate(config, workdir)
+  return config
 
 
-def _group(workdir):
-  return dict(np.load(Path(workdir) / "folds" / "group000_process000.npz"))
+def _run(workdir, variant="", **overrides):
+  return train.train_and_evaluate(_config(variant, **overrides), workdir)
 
 
 def _fold_logits(workdir):
   """{fold id: held-out logits} from every group file of a workdir."""
-  out = {}
-  for path in sorted((Path(workdir) / "folds").glob("*.npz")):
-    g = np.load(path)
-    for slot, fid in enumerate(g["fold_ids"]):
+  wd, out = workdir_lib.Workdir(workdir), {}
+  for g in wd.group_files():
+    arrays = wd.load_group(g.path)
+    for slot, fid in enumerate(arrays["fold_ids"]):
       if fid >= 0:
-        out[int(fid)] = g["logits"][slot][g["test_mask"][slot]]
+        out[int(fid)] = arrays["logits"][slot][arrays["test_mask"][slot]]
   return out
 
 
+def _predictions(workdir):
+  return workdir_lib.Workdir(workdir).report("predictions").read_text()
+
+
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("reference")
-  return workdir, _run(workdir)
+def reference(tiny_run):
+  return tiny_run
 
 
 def test_outputs_and_metrics_match_sklearn(reference):
   workdir, results = reference
-  for name in ("results.json", "per_subject.csv", "predictions.txt", "confusion_matrix.png",
-               "intensity_curves.png", "training_curves.png", "config.json"):
-    assert (workdir / name).is_file(), name
-  assert list((workdir / "tensorboard").iterdir())
-  pred = megc_log.read_predictions_txt(workdir / "predictions.txt")
-  on_disk = json.loads((workdir / "results.json").read_text())
+  wd = workdir_lib.Workdir(workdir)
+  for name in workdir_lib.REPORTS:
+    assert wd.report(name).is_file(), name
+  assert wd.config_file.is_file() and wd.folds_file.is_file()
+  pred = megc_log.read_predictions_txt(wd.report("predictions"))
+  on_disk = json.loads(wd.report("results").read_text())
   labels, preds = np.array(pred["label"]), np.array(pred["prediction"])
   assert len(set(zip(pred["subject"], pred["filename"]))) == len(labels) == 15
   head = on_disk["headline"]
@@ -75,8 +84,30 @@ def test_outputs_and_metrics_match_sklearn(reference):
   assert set(on_disk["intensity_spearman"]) == {"vs_prototype", "vs_true"}
   assert results["headline"]["accuracy"] == head["accuracy"]
   # Every held-out subject's clips were predicted by the fold that held it out.
-  folds = json.loads((workdir / "folds.json").read_text())["test_subjects"]
-  assert sorted(set(pred["subject"])) == sorted(folds)
+  assert sorted(set(pred["subject"])) == sorted(wd.read_folds()["test_subjects"])
+
+
+def test_synthetic_data_are_named_synthetic(reference):
+  """Issue 15: the synthetic set was labelled 'casme2' on the terminal and in the outputs."""
+  wd = workdir_lib.Workdir(reference[0])
+  assert set(megc_log.read_predictions_txt(wd.report("predictions"))["database"]) == {
+      "synthetic"}
+  assert {line.split(",")[0] for line in wd.report("per_subject").read_text().splitlines()[1:]
+          } == {"synthetic"}
+
+
+def test_tensorboard_streams_every_epoch_into_one_event_file(reference):
+  wd = workdir_lib.Workdir(reference[0])
+  (events,) = list(wd.tensorboard_dir.iterdir())
+  got = reports.read_events(events)
+  tags = {tag for _, tag, _ in got}
+  for metric in ("loss", "ce", "id", "accuracy_training_batch"):
+    assert {f"{metric}/mean", f"{metric}/fold_sub01", f"{metric}/fold_sub03"} <= tags
+  assert "learning_rate" in tags and "intensity/saturated_fraction" in tags
+  assert sorted({step for step, tag, _ in got if tag == "loss/mean"}) == [1, 2]
+  diag = json.loads(wd.report("results").read_text())["intensity"]
+  written = {tag[len("intensity/"):]: v for _, tag, v in got if tag.startswith("intensity/")}
+  assert written == pytest.approx(diag)
 
 
 def test_one_device_equals_fold_parallel_and_compiles_once(reference, tmp_path, monkeypatch):
@@ -98,13 +129,15 @@ def test_one_device_equals_fold_parallel_and_compiles_once(reference, tmp_path, 
   _run(tmp_path, **{"train.num_devices": 1})
   assert traces == {"epoch": 1, "eval": 1}  # 2 epochs, one compilation
   ref_dir, _ = reference
-  assert len(_group(tmp_path)["fold_ids"]) == 3 and _group(tmp_path)["logits"].ndim == 3
+  wd = workdir_lib.Workdir(tmp_path)
+  group = wd.load_group(wd.group_file(0, 0))
+  assert len(group["fold_ids"]) == 3 and group["logits"].ndim == 3
   ref, one = _fold_logits(ref_dir), _fold_logits(tmp_path)
   assert sorted(ref) == sorted(one) == [0, 1, 2]
   for fid in ref:
     np.testing.assert_allclose(one[fid], ref[fid], rtol=1e-4, atol=1e-4)
     assert (one[fid].argmax(-1) == ref[fid].argmax(-1)).all()
-  assert (tmp_path / "predictions.txt").read_text() == (ref_dir / "predictions.txt").read_text()
+  assert _predictions(tmp_path) == _predictions(ref_dir)
 
 
 def _env(**extra):
@@ -117,7 +150,8 @@ def _env(**extra):
 def test_resume_after_sigkill_gives_the_uninterrupted_predictions(reference, tmp_path):
   cmd = [sys.executable, str(ROOT / "run.py"), f"--config={ROOT / 'configs' / 'tiny.py'}",
          f"--workdir={tmp_path}"]
-  first = tmp_path / "checkpoints" / "group000_process000" / "1"
+  wd = workdir_lib.Workdir(tmp_path)
+  first = wd.checkpoint_dir(0, 0) / "1"
   proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT)
   deadline = time.monotonic() + 400
@@ -126,15 +160,21 @@ def test_resume_after_sigkill_gives_the_uninterrupted_predictions(reference, tmp
   proc.send_signal(signal.SIGKILL)
   out = proc.communicate()[0].decode()
   assert first.exists(), out
-  assert not (tmp_path / "results.json").exists(), "the run finished before it could be killed"
+  assert not wd.is_finished(), "the run finished before it could be killed"
+  # The killed run's lock died with it: the resumed run is not refused.
   resumed = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True,
                            timeout=400)
   assert resumed.returncode == 0, resumed.stdout + resumed.stderr
   ref_dir, _ = reference
-  assert (tmp_path / "predictions.txt").read_text() == (ref_dir / "predictions.txt").read_text()
+  assert _predictions(tmp_path) == _predictions(ref_dir)
   ref, res = _fold_logits(ref_dir), _fold_logits(tmp_path)
   for fid in ref:
     np.testing.assert_allclose(res[fid], ref[fid], rtol=1e-5, atol=1e-5)
+  # One event stream, appended to: the resumed epochs follow a restart mark at the resume step.
+  (events,) = list(wd.tensorboard_dir.iterdir())
+  got = reports.read_events(events)
+  assert [step for step, tag, _ in got if tag == "<start>"] in ([], [2])  # [] if killed first
+  assert [step for step, tag, _ in got if tag == "loss/mean"][-2:] == [1, 2]
 
 
 def _free_port():
@@ -156,56 +196,65 @@ def test_two_processes_merge_to_the_single_process_results(reference, tmp_path):
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
   outs = [p.communicate()[0].decode() for p in procs]
   assert [p.returncode for p in procs] == [0, 0], "\n".join(outs)
-  files = sorted(p.name for p in (tmp_path / "folds").glob("*.npz"))
-  assert files == ["group000_process000.npz", "group000_process001.npz"]
+  wd = workdir_lib.Workdir(tmp_path)
+  assert [(g.group, g.process) for g in wd.group_files()] == [(0, 0), (0, 1)]
   ref_dir, _ = reference
-  assert (tmp_path / "predictions.txt").read_text() == (ref_dir / "predictions.txt").read_text()
+  assert _predictions(tmp_path) == _predictions(ref_dir)
   ref, multi = _fold_logits(ref_dir), _fold_logits(tmp_path)
   for fid in ref:
     np.testing.assert_allclose(multi[fid], ref[fid], rtol=1e-4, atol=1e-4)
 
 
-def test_non_finite_loss_names_fold_epoch_and_step(tmp_path):
-  with pytest.raises(train.NonFiniteLossError, match=r"fold 0 .*epoch 1, step 1"):
-    _run(tmp_path, **{"optim.learning_rate": float("nan"), "loss.lambda_id": 0.0,
-                      "loss.lambda_w": 0.0})
+def test_nan_run_says_nothing_was_kept_and_a_sane_rate_then_trains_in_the_same_workdir(
+    tmp_path, capsys):
+  nan = {"optim.learning_rate": float("nan"), "loss.lambda_id": 0.0, "loss.lambda_w": 0.0}
+  with pytest.raises(train.NonFiniteLossError, match=r"fold 0 .*epoch 1, step 1") as e:
+    _run(tmp_path, "quick", **nan)
+  assert "last good checkpoint" not in str(e.value)
+  assert "nothing was saved" in str(e.value) and "optim.learning_rate" in str(e.value)
+  # The corrected command on the same workdir replaces the recorded config (nothing trained).
+  results = _run(tmp_path, "quick", **{k: v for k, v in nan.items() if k != "optim.learning_rate"})
+  assert "replaces it" in capsys.readouterr().out and results["headline"]["num_samples"] == 15
+  recorded = workdir_lib.Workdir(tmp_path).read_config()
+  assert recorded["optim"]["learning_rate"] == tiny.get_config().optim.learning_rate
 
 
-def test_batch_larger_than_a_training_set_is_refused(tmp_path):
+def test_batch_larger_than_a_training_set_is_refused_and_writes_no_config(tmp_path):
   with pytest.raises(train.RunError, match="train.batch_size=99"):
     _run(tmp_path, **{"train.batch_size": 99})
+  assert not workdir_lib.Workdir(tmp_path).config_file.exists()
 
 
-def test_other_config_in_workdir_is_refused(reference):
-  workdir, _ = reference
-  with pytest.raises(train.RunError, match="different config"):
-    _run(workdir, **{"train.seed": 5})
+def test_other_config_in_a_trained_workdir_names_every_key_and_the_way_out(reference, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(reference[0], workdir)
+  with pytest.raises(train.WorkdirError) as e:
+    _run(workdir, **{"train.seed": 5, "optim.learning_rate": 0.01})
+  message = str(e.value)
+  assert "train.seed: 0 -> 5" in message and "optim.learning_rate: 0.001 -> 0.01" in message
+  assert "new --workdir" in message and "change optim.learning_rate, train.seed back" in message
 
 
-def test_eval_mode_reproduces_the_final_predictions(reference, tmp_path):
-  workdir, _ = reference
-  before = (workdir / "predictions.txt").read_text()
-  (workdir / "predictions.txt").unlink()
-  train.train_and_evaluate(tiny.get_config(), workdir, evaluate_only=True)
-  assert (workdir / "predictions.txt").read_text() == before
+def test_keys_that_change_nothing_trained_may_change_on_resume(reference, tmp_path, capsys):
+  workdir = tmp_path / "run"
+  shutil.copytree(reference[0], workdir)
+  _run(workdir, **{"train.checkpoints_to_keep": 3})
+  out = capsys.readouterr().out
+  assert "train.checkpoints_to_keep: 2 -> 3" in out and "rows  samples" in out
+  assert workdir_lib.Workdir(workdir).read_config()["train"]["checkpoints_to_keep"] == 3
 
 
-def test_predict_ensemble_and_one_fold(reference, tmp_path, capsys):
-  from cmnet_jax import cli
-  from cmnet_jax import predict
-  workdir, _ = reference
-  clip = sorted((workdir / "data" / "synthetic" / "Cropped" / "sub01").iterdir())[0]
-  out = predict.predict(workdir, str(clip), out_png=tmp_path / "curve.png")
-  probs = np.array(list(out["probabilities"].values()))
-  assert len(probs) == 5 and abs(probs.sum() - 1) < 1e-5 and (probs >= 0).all()
-  assert out["folds"] == ["sub01", "sub02", "sub03"] and (tmp_path / "curve.png").is_file()
-  # The guessed apex is the sampled frame that differs most from the first one.
-  frames, apex, numbers = predict.read_clip(str(clip), onset=None, apex=None, offset=None,
-                                            num_frames=5, image_size=16)
-  assert numbers[0] == min(numbers) and apex == 2
-  one = predict.predict(workdir, str(clip), fold="sub02", out_png=tmp_path / "c2.png")
-  assert one["folds"] == ["sub02"]
-  config = tiny.get_config()
-  assert cli.run("predict", config, workdir, frames=str(clip)) == 0
-  assert "predicted:" in capsys.readouterr().out
-  assert cli.run("predict", config, workdir, frames=str(clip), fold="nobody") == 1
+def test_eval_mode_uses_the_workdirs_config_and_reproduces_the_predictions(reference, tmp_path,
+                                                                         capsys):
+  workdir = tmp_path / "run"
+  shutil.copytree(reference[0], workdir)
+  wd = workdir_lib.Workdir(workdir)
+  before = _predictions(workdir)
+  events = sorted(wd.tensorboard_dir.iterdir())
+  wd.report("predictions").unlink()
+  # A quick run's workdir evaluated without re-passing the variant (issue 15): here the default
+  # tiny config differs from the recorded one only in the explicit override below.
+  assert cli.run("eval", _config(**{"train.num_epochs": 7}), workdir, config_given=True) == 0
+  assert "train.num_epochs: 2 -> 7" in capsys.readouterr().out
+  assert _predictions(workdir) == before
+  assert sorted(wd.tensorboard_dir.iterdir()) == events  # eval adds no event file

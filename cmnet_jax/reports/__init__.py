@@ -3,7 +3,7 @@
 - `files`: `results.json`, `per_subject.csv`, `predictions.txt` (MEGC log), atomic writes;
 - `intensity`: Spearman agreement of learned intensities with the prototype / true intensity;
 - `plots`: `confusion_matrix.png`, `intensity_curves.png`, `training_curves.png`;
-- `tensorboard`: `ScalarWriter` (TensorBoard event files);
+- `tensorboard`: `ScalarWriter` (one TensorBoard event stream per run), `read_events`;
 - `terminal`: the results table and the `Progress` printer.
 
 Public names load lazily, so importing the package does not import matplotlib or tensorboardX.
@@ -30,6 +30,8 @@ _LAZY = {
     "plot_intensity_curves": "plots",
     "plot_training_curves": "plots",
     "ScalarWriter": "tensorboard",
+    "epoch_scalars": "tensorboard",
+    "read_events": "tensorboard",
     "Progress": "terminal",
     "format_results_table": "terminal",
 }

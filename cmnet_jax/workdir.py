@@ -1,0 +1,419 @@
+"""The run folder (workdir): every file a run reads or writes is named, read and written here.
+
+    <workdir>/
+      .lock                    held by the run using the workdir (fcntl.flock; other processes
+                               of a multi-host run: .lock-processPPP); freed when a run dies
+      config.json              the run's config, written once its data loaded
+      folds.json               class names, held-out subjects, the clips and data fingerprint
+      data/clips-<c>-<d>.npz   decoded clips (cache: c = config, d = annotation + frame files)
+      data/<name>/             a generated database (the synthetic set) when data.root is ''
+      checkpoints/groupGGG_processPPP/<epoch>/   Orbax checkpoints of one fold group
+      folds/groupGGG_processPPP.npz              a finished fold group's held-out outputs
+      results.json per_subject.csv predictions.txt confusion_matrix.png intensity_curves.png
+      training_curves.png      the reports
+      tensorboard/             one TensorBoard event stream, appended to by a resumed run
+
+What a workdir accepts (`check_config`, `check_data`): the same config and data to resume or
+re-print; any config when nothing is trained yet (no checkpoint, no finished fold group: the
+new config replaces the old one); once something is trained only `RESUMABLE` keys may change
+(where the data are, how often checkpoints are kept), never what is trained or on which data.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator, NamedTuple, Optional
+
+import numpy as np
+
+from cmnet_jax.errors import WorkdirError
+
+CONFIG, FOLDS, RESULTS = "config.json", "folds.json", "results.json"
+REPORTS = {"results": RESULTS, "per_subject": "per_subject.csv",
+           "predictions": "predictions.txt", "confusion": "confusion_matrix.png",
+           "intensity": "intensity_curves.png", "training": "training_curves.png"}
+# Keys that may differ from config.json once something is trained: they change neither what is
+# trained nor on which data (a moved data.root is checked by the data fingerprint).
+RESUMABLE = ("data.root", "data.annotation", "data.aligned_root", "train.checkpoint_every_epochs",
+             "train.checkpoints_to_keep", "align.")
+
+
+def _writable(path: Path) -> bool:
+  """Whether this user may create files in the folder `path`."""
+  return os.access(path, os.W_OK | os.X_OK)
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  """{'block.key': value} of a nested dict (JSON-normalised: tuples become lists).
+
+  >>> flatten({'a': {'b': (1, 2)}, 'c': 3})
+  {'a.b': [1, 2], 'c': 3}
+  """
+  if isinstance(tree, dict):
+    out = {}
+    for key in sorted(tree):
+      out.update(flatten(tree[key], f"{prefix}{key}."))
+    return out
+  return {prefix[:-1]: json.loads(json.dumps(tree))}
+
+
+def config_diff(old: dict, new: dict) -> list[str]:
+  """`key: old -> new` for every differing key of two nested config dicts.
+
+  >>> config_diff({'t': {'lr': 0.1, 'n': 2}}, {'t': {'lr': 0.2, 'n': 2, 'x': 1}})
+  ['t.lr: 0.1 -> 0.2', 't.x: (absent) -> 1']
+  """
+  a, b = flatten(old), flatten(new)
+  show = lambda d, k: json.dumps(d[k], sort_keys=True) if k in d else "(absent)"
+  return [f"{k}: {show(a, k)} -> {show(b, k)}" for k in sorted(set(a) | set(b))
+          if show(a, k) != show(b, k)]  # compared as text: NaN equals NaN
+
+
+def _resumable(line: str) -> bool:
+  key = line.split(":", 1)[0]
+  return any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE)
+
+
+class GroupFile(NamedTuple):
+  """A finished fold group's file."""
+  group: int
+  process: int
+  path: Path
+
+
+class Workdir:
+  """One run folder. Names are properties/methods; nothing is touched until a method says so."""
+
+  def __init__(self, path: str | os.PathLike):
+    self.path = Path(path)
+
+  # -- names ----------------------------------------------------------------------------------
+  config_file = property(lambda self: self.path / CONFIG)
+  folds_file = property(lambda self: self.path / FOLDS)
+  results_file = property(lambda self: self.path / RESULTS)
+  tensorboard_dir = property(lambda self: self.path / "tensorboard")
+  data_dir = property(lambda self: self.path / "data")
+
+  def report(self, name: str) -> Path:
+    """Path of a report: one of `REPORTS` ('results', 'predictions', 'confusion', ...)."""
+    return self.path / REPORTS[name]
+
+  def generated_data(self, name: str) -> Path:
+    """Where a generated database (data.root '') is written."""
+    return self.data_dir / name
+
+  @staticmethod
+  def group_name(group: int, process: int) -> str:
+    return f"group{group:03d}_process{process:03d}"
+
+  def group_file(self, group: int, process: int) -> Path:
+    return self.path / "folds" / f"{self.group_name(group, process)}.npz"
+
+  def checkpoint_dir(self, group: int, process: int) -> Path:
+    return self.path / "checkpoints" / self.group_name(group, process)
+
+  def lock_file(self, process: int = 0) -> Path:
+    return self.path / (".lock" if process == 0 else f".lock-process{process:03d}")
+
+  def clip_cache(self, config_key: str, data_key: str) -> Path:
+    return self.data_dir / f"clips-{config_key}-{data_key}.npz"
+
+  # -- the folder and its lock ----------------------------------------------------------------
+  def create(self) -> None:
+    """Makes the folder; a clear error if the path is a file or cannot be created here."""
+    p = self.path
+    if p.exists() and not p.is_dir():
+      raise WorkdirError(f"--workdir {p} is a file, not a folder: pass the path of a folder "
+                         "(it is created if missing)")
+    if p.is_dir():
+      return
+    parent = p.absolute().parent
+    while not parent.exists():
+      parent = parent.parent
+    if not parent.is_dir():
+      raise WorkdirError(f"cannot create the workdir {p}: {parent} is a file, not a folder")
+    if not _writable(parent):
+      raise WorkdirError(f"cannot create the workdir {p}: this user may not write in {parent}; "
+                         "pass a --workdir in a folder you can write")
+    try:
+      p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+      raise WorkdirError(f"cannot create the workdir {p}: {e.strerror}") from None
+
+  def writable(self) -> bool:
+    """Whether this user may write in the workdir (False: only re-printing works)."""
+    return _writable(self.path)
+
+  @contextlib.contextmanager
+  def lock(self, process: int = 0, *, shared: bool = False) -> Iterator[None]:
+    """Holds the workdir's lock file for a run (`shared`: a read-only re-print).
+
+    An OS lock (flock): the kernel frees it when the run ends, however it ends (kill -9
+    included), so a dead run never leaves a stale lock.
+    """
+    path = self.lock_file(process)
+    try:
+      fd = os.open(path, os.O_RDONLY if shared else os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+      if shared:  # no lock file and no right to make one: nothing here will be written
+        yield
+        return
+      raise
+    try:
+      try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+      except BlockingIOError:
+        holder = os.pread(fd, 500, 0).decode(errors="replace").strip() or "another run"
+        raise WorkdirError(f"{self.path} is in use by {holder} (it holds the lock {path}); "
+                           "wait for it to finish, or pass another --workdir") from None
+      if not shared:
+        info = (f"pid {os.getpid()} on {socket.gethostname()} since "
+                f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S} ({' '.join(sys.argv)[:300]})")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info.encode() + b"\n", 0)
+      yield
+    finally:
+      os.close(fd)
+
+  # -- what is trained ------------------------------------------------------------------------
+  def group_files(self) -> list[GroupFile]:
+    """The finished fold groups' files, sorted."""
+    out = []
+    for p in sorted((self.path / "folds").glob("group*_process*.npz")):
+      g, _, q = p.stem[len("group"):].partition("_process")
+      if g.isdigit() and q.isdigit():
+        out.append(GroupFile(int(g), int(q), p))
+    return out
+
+  def checkpoint_steps(self, group: int, process: int) -> list[int]:
+    """Epochs of the complete checkpoints of a fold group (folders named by their epoch)."""
+    d = self.checkpoint_dir(group, process)
+    return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
+
+  def final_checkpoint_advice(self, group: int, process: int, final_epoch: int) -> str:
+    """What to do when a fold group's final checkpoint is missing or damaged."""
+    d, steps = self.checkpoint_dir(group, process), self.checkpoint_steps(group, process)
+    earlier = [s for s in steps if s < final_epoch]
+    if final_epoch not in steps and not self.group_file(group, process).exists():
+      return (f"training has not finished (checkpoints at epochs {steps or 'none'}): run "
+              f"python run.py --workdir={self.path} (same config) to resume it")
+    start = (f"the checkpoint at epoch {earlier[-1]}" if earlier
+             else "scratch (no earlier checkpoint)")
+    return (f"Eval and predict use the final checkpoint (epoch {final_epoch}) only. To make it "
+            f"again, move it away (mv {d / str(final_epoch)} {d / str(final_epoch)}.damaged) and "
+            f"run python run.py --workdir={self.path} (same config): it trains this fold group "
+            f"again from {start} (same result) and writes it")
+
+  def trained(self) -> list[str]:
+    """What this workdir holds of a training run, one phrase per item ([] = nothing)."""
+    out = [f"finished fold group {g.path.name}" for g in self.group_files()]
+    root = self.path / "checkpoints"
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+      steps = sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
+      if steps:
+        out.append(f"checkpoints of {d.name} at epoch{'s' * (len(steps) > 1)} "
+                   + ", ".join(map(str, steps)))
+    return out
+
+  def is_finished(self) -> bool:
+    """Whether a run finished here (its results.json exists)."""
+    return self.results_file.is_file()
+
+  # -- config.json ----------------------------------------------------------------------------
+  def _read_json(self, path: Path, what: str) -> Optional[dict]:
+    if not path.exists():
+      return None
+    try:
+      value = json.loads(path.read_text())
+      if not isinstance(value, dict):
+        raise ValueError(f"a JSON {type(value).__name__}, not an object")
+      return value
+    except (OSError, ValueError) as e:
+      raise WorkdirError(f"{path} cannot be read ({type(e).__name__}: {str(e)[:200]}); it "
+                         f"should hold {what}. {self._fix_damaged(path)}") from None
+
+  def _fix_damaged(self, path: Path) -> str:
+    if not self.trained():
+      return f"Nothing is trained in {self.path} yet: delete {path} and run the command again."
+    return (f"Delete it and run the same command again to write it anew (this workdir holds "
+            f"{'; '.join(self.trained())}, which must match that command's config), or pass a "
+            "new --workdir.")
+
+  def read_config(self) -> Optional[dict]:
+    """The recorded config as a dict (None if there is none); an error naming a damaged file."""
+    return self._read_json(self.config_file, "the run's config")
+
+  def load_config(self):
+    """The recorded config as a ConfigDict, for eval and predict; an error if there is none."""
+    import ml_collections  # pylint: disable=g-import-not-at-top
+    recorded = self.read_config()
+    if recorded is None:
+      raise WorkdirError(f"{self.config_file} does not exist: {self.path} holds no trained run "
+                         "(train first: python run.py --workdir=...)")
+    return ml_collections.ConfigDict(recorded)
+
+  def check_config(self, config) -> list[str]:
+    """Whether `config` may run here; returns notes to print, raises WorkdirError if not.
+
+    Same config: []. Nothing trained yet: notes saying the new config replaces the old one.
+    Trained: only `RESUMABLE` keys may differ (notes list them); any other difference is an
+    error naming every differing key (old -> new) and what to do.
+    """
+    recorded = self.read_config()
+    if recorded is None:
+      return []
+    diff = config_diff(recorded, json.loads(config.to_json_best_effort(sort_keys=True)))
+    if not diff:
+      return []
+    trained = self.trained()
+    listing = "".join(f"\n  {line}" for line in diff)
+    if not trained:
+      return [f"note: {self.config_file} held the config of a run that trained nothing; this "
+              f"command's config replaces it:{listing}"]
+    fixed = [line for line in diff if not _resumable(line)]
+    if not fixed:
+      return [f"note: resuming with other values of keys that change neither what is trained "
+              f"nor on which data:{listing}"]
+    keys = ", ".join(line.split(":", 1)[0] for line in fixed)
+    raise WorkdirError(
+        f"{self.config_file} holds the config this workdir was trained with, and this "
+        f"command's config differs in {len(fixed)} key{'s' * (len(fixed) > 1)} (recorded -> "
+        f"this command):{''.join(chr(10) + '  ' + l for l in fixed)}\n"
+        f"The workdir holds {'; '.join(trained)}, trained with the recorded values. To resume "
+        f"or re-print this run, change {keys} back; to train with the new values, pass a new "
+        f"--workdir. (Only {', '.join(r + ('*' if r.endswith('.') else '') for r in RESUMABLE)}"
+        " may change once something is trained; before that, a new config replaces the old.)")
+
+  def write_config(self, config) -> None:
+    """Records the run's config (call once its data loaded)."""
+    from cmnet_jax import reports  # pylint: disable=g-import-not-at-top
+    reports.atomic_write(self.config_file, config.to_json_best_effort(sort_keys=True, indent=2))
+
+  # -- folds.json: class names, held-out subjects, the data ------------------------------------
+  def read_folds(self) -> dict:
+    """folds.json ({'class_names', 'test_subjects', ...}); an error naming the file and the fix."""
+    meta = self._read_json(self.folds_file, "the class names and held-out subjects of the run")
+    if meta is None:
+      raise WorkdirError(f"{self.folds_file} does not exist: {self.path} holds no trained run "
+                         "(it is written when training starts); train first with python run.py "
+                         f"--workdir={self.path}")
+    return meta
+
+  def check_data(self, fingerprint: str, clips: list[str]) -> list[str]:
+    """Refuses data other than those this workdir trained on; returns notes to print."""
+    if not self.folds_file.exists():
+      return []
+    meta = self._read_json(self.folds_file, "the class names, held-out subjects and clips")
+    old = meta.get("data_fingerprint")
+    if old is None:
+      return [f"note: {self.folds_file} predates data fingerprints; recording them now"]
+    if old == fingerprint:
+      return []
+    before = meta.get("clips", [])
+    removed = [c for c in before if c not in set(clips)]
+    added = [c for c in clips if c not in set(before)]
+    what = (f"{len(removed)} clips gone (e.g. {removed[:3]}), {len(added)} new (e.g. "
+            f"{added[:3]})" if removed or added else
+            "the same clips in another order" if before != clips else
+            "the same clips with other annotation values or frame files")
+    trained = self.trained()
+    if not trained:
+      return [f"note: the data differ from those recorded in {self.folds_file} ({what}); "
+              "nothing was trained on them, so the new data replace them"]
+    raise WorkdirError(
+        f"the data changed since this workdir was trained: {self.folds_file} records "
+        f"{len(before)} clips, the annotation and frames now give {len(clips)} ({what}). This "
+        f"workdir holds {'; '.join(trained)} of the old data; nothing was overwritten. Restore "
+        "the annotation and frames as they were to resume or re-print this run, or pass a new "
+        "--workdir to train on the new data.")
+
+  def write_folds(self, class_names, test_subjects, fingerprint: str, clips: list[str]) -> None:
+    from cmnet_jax import reports  # pylint: disable=g-import-not-at-top
+    reports.atomic_write(self.folds_file, json.dumps({
+        "class_names": list(class_names), "test_subjects": list(test_subjects),
+        "data_fingerprint": fingerprint, "clips": list(clips)}, indent=1))
+
+  # -- fold-group results ---------------------------------------------------------------------
+  def save_group(self, group: int, process: int, arrays: dict[str, Any]) -> Path:
+    """Writes a fold group's arrays atomically (a kill leaves the old file or none)."""
+    path = self.group_file(group, process)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
+
+  def load_group(self, path: Path) -> dict[str, np.ndarray]:
+    """A fold group's arrays; an error naming a damaged file and how to make it again."""
+    try:
+      with np.load(path) as f:
+        out = {k: f[k] for k in f.files}
+      if "fold_ids" not in out:
+        raise ValueError("no fold_ids array")
+      return out
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+      raise WorkdirError(
+          f"{path} is damaged ({type(e).__name__}: {str(e)[:200]}); it holds a finished fold "
+          "group's held-out outputs. Delete it and run the same command again: the group is "
+          "evaluated again from its final checkpoint (or trained again if it has none)") from None
+
+  def check_groups(self) -> None:
+    """Reads every finished group's file: a damaged one is named before any work."""
+    for g in self.group_files():
+      self.load_group(g.path)
+
+  def wait_for_groups(self, num_groups: int, process_count: int, *,
+                      timeout_s: float = 24 * 3600, poll_s: float = 2.0) -> list[dict]:
+    """Every group file of every process, waiting for the other processes to write theirs."""
+    paths = [self.group_file(g, p) for g in range(num_groups) for p in range(process_count)]
+    deadline = time.monotonic() + timeout_s
+    while not all(p.exists() for p in paths):
+      if time.monotonic() > deadline:
+        missing = [str(p) for p in paths if not p.exists()]
+        raise TimeoutError(f"fold results never appeared: {missing}")
+      time.sleep(poll_s)
+    return [self.load_group(p) for p in paths]
+
+  # -- the decoded-clip cache -----------------------------------------------------------------
+  def load_clip_cache(self, path: Path) -> Optional[dict[str, np.ndarray]]:
+    """The cached arrays, or None when absent or unreadable (a cache: decoded again, noted)."""
+    if not path.exists():
+      return None
+    try:
+      with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+      warnings.warn(f"{path} (decoded-clip cache) cannot be read ({type(e).__name__}); "
+                    "decoding the clips again", RuntimeWarning, stacklevel=2)
+      return None
+
+  def save_clip_cache(self, path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Writes the cache atomically and removes the caches of other data under the same config."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    config_key = path.name.split("-")[1]
+    for old in self.data_dir.glob(f"clips-{config_key}-*.npz"):
+      if old != path:
+        old.unlink(missing_ok=True)
+
+  def wait_for_clip_cache(self, config_key: str, data_key: str | None = None,
+                          timeout_s: float = 3600.0) -> None:
+    """Waits (processes > 0) until process 0 wrote the cache (any data key if None)."""
+    pattern = f"clips-{config_key}-{data_key or '*'}.npz"
+    deadline = time.monotonic() + timeout_s
+    while not list(self.data_dir.glob(pattern)):
+      if time.monotonic() > deadline:
+        raise TimeoutError(f"{self.data_dir / pattern} never appeared: process 0 should have "
+                           "written it")
+      time.sleep(1.0)

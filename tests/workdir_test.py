@@ -1,0 +1,167 @@
+"""A workdir used the wrong way (issue 15): each case gets a clear error naming the file or key
+and what to do, before any work, and nothing the earlier run wrote changes.
+
+Most cases start from a copy of the finished tiny run (`tiny_run` in conftest.py)."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import openpyxl
+import pytest
+
+from cmnet_jax import cli
+from cmnet_jax import train
+from cmnet_jax import workdir as workdir_lib
+from cmnet_jax.datasets import synthetic
+from configs import casme2
+from configs import tiny
+
+
+def _copy(tiny_run, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(tiny_run[0], workdir)
+  return workdir
+
+
+def _snapshot(workdir):
+  """{path: (size, mtime)} of every file but the lock file (rewritten by each run holding it)."""
+  out = {}
+  for folder, _, files in os.walk(workdir):
+    for name in files:
+      if not name.startswith(".lock"):
+        st = os.stat(os.path.join(folder, name))
+        out[os.path.relpath(os.path.join(folder, name), workdir)] = (st.st_size, st.st_mtime_ns)
+  return out
+
+
+def _refused(capsys, workdir, config=None, code=1):
+  """Runs the tiny config on `workdir` through the command line's code; returns stderr."""
+  assert cli.run("train", config or tiny.get_config(), workdir) == code
+  err = capsys.readouterr().err
+  assert "Traceback" not in err
+  return err
+
+
+def test_workdir_that_is_a_file_is_named(tmp_path, capsys):
+  path = tmp_path / "run"
+  path.write_text("not a folder")
+  assert "is a file, not a folder" in _refused(capsys, path) and path.read_text() == "not a folder"
+
+
+def test_workdir_whose_parent_is_not_writable_is_named(tmp_path, capsys, monkeypatch):
+  monkeypatch.setattr(workdir_lib, "_writable", lambda path: False)  # root may write anywhere
+  err = _refused(capsys, tmp_path / "a" / "run")
+  assert f"may not write in {tmp_path}" in err and not (tmp_path / "a").exists()
+
+
+def test_a_second_run_on_a_workdir_in_use_is_refused_and_a_killed_run_leaves_no_lock(
+    tmp_path, capsys):
+  wd = workdir_lib.Workdir(tmp_path / "run")
+  wd.create()
+  holder = subprocess.Popen([sys.executable, "-c", (
+      "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+      "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'pid 4242 (the other run)'); "
+      "print('locked', flush=True); time.sleep(300)"), str(wd.lock_file())],
+      stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "locked"
+    err = _refused(capsys, wd.path)
+    assert "is in use by pid 4242 (the other run)" in err and "another --workdir" in err
+  finally:
+    holder.kill()
+    holder.wait()
+  with wd.lock():  # the kernel freed the killed holder's lock
+    pass
+
+
+def test_a_failed_first_run_writes_no_config_so_the_corrected_command_is_not_refused(tmp_path,
+                                                                                      capsys):
+  config = casme2.get_config("quick")
+  with config.unlocked():
+    config.data.root = str(tmp_path / "missing")
+  assert cli.run("train", config, tmp_path / "run") == 1
+  assert "does not exist" in capsys.readouterr().err
+  wd = workdir_lib.Workdir(tmp_path / "run")
+  assert not wd.config_file.exists() and not wd.folds_file.exists()
+  with config.unlocked():
+    config.data.root = str(tmp_path / "CASME2")
+  assert wd.check_config(config) == []
+
+
+def test_truncated_config_json_is_named(tiny_run, tmp_path, capsys):
+  workdir = _copy(tiny_run, tmp_path)
+  wd = workdir_lib.Workdir(workdir)
+  wd.config_file.write_text(wd.config_file.read_text()[:100])
+  before = _snapshot(workdir)
+  err = _refused(capsys, workdir)
+  assert f"{wd.config_file} cannot be read" in err and "Delete it" in err
+  assert _snapshot(workdir) == before
+
+
+def test_truncated_fold_group_file_is_named_before_any_work(tiny_run, tmp_path, capsys):
+  workdir = _copy(tiny_run, tmp_path)
+  wd = workdir_lib.Workdir(workdir)
+  path = wd.group_file(0, 0)
+  path.write_bytes(path.read_bytes()[:300])
+  before = _snapshot(workdir)
+  err = _refused(capsys, workdir)
+  assert f"{path} is damaged" in err and "Delete it and run the same command again" in err
+  assert _snapshot(workdir) == before
+
+
+@pytest.mark.parametrize("edit", ["delete a row", "sort the rows"])
+def test_annotation_changed_after_a_finished_run_is_refused(tiny_run, tmp_path, capsys, edit):
+  workdir = _copy(tiny_run, tmp_path)
+  wd = workdir_lib.Workdir(workdir)
+  sheet_path = wd.generated_data("synthetic") / synthetic.CODING_FILE
+  book = openpyxl.load_workbook(sheet_path)
+  sheet = book.active
+  if edit == "delete a row":
+    sheet.delete_rows(2)
+  else:
+    rows = [[c.value for c in row] for row in sheet.iter_rows(min_row=2)]
+    for r, values in enumerate(reversed(rows), start=2):
+      for c, value in enumerate(values, start=1):
+        sheet.cell(r, c, value)
+  book.save(sheet_path)
+  before = _snapshot(workdir)
+  err = _refused(capsys, workdir)
+  assert "the data changed since this workdir was trained" in err and "new --workdir" in err
+  assert ("1 clips gone" if edit == "delete a row" else "another order") in err
+  assert _snapshot(workdir) == before
+
+
+def test_a_finished_run_re_prints_read_only(tiny_run, tmp_path, capsys, monkeypatch):
+  workdir = _copy(tiny_run, tmp_path)
+  before = _snapshot(workdir)
+  monkeypatch.setattr(workdir_lib, "_writable", lambda path: False)  # root may write anywhere
+  assert cli.run("train", tiny.get_config(), workdir) == 0
+  out = capsys.readouterr().out
+  assert "rows  samples" in out and "read-only for this user" in out
+  assert _snapshot(workdir) == before
+
+
+def test_an_unfinished_read_only_workdir_is_refused(tmp_path, capsys, monkeypatch):
+  (tmp_path / "run").mkdir()
+  monkeypatch.setattr(workdir_lib, "_writable", lambda path: False)
+  err = _refused(capsys, tmp_path / "run")
+  assert "not writable by this user" in err and "copy it" in err
+  assert os.listdir(tmp_path / "run") == []
+
+
+def test_re_printing_adds_no_tensorboard_event_file(tiny_run, tmp_path):
+  workdir = _copy(tiny_run, tmp_path)
+  wd = workdir_lib.Workdir(workdir)
+  before = {p.name: p.stat().st_size for p in wd.tensorboard_dir.iterdir()}
+  start = time.time()
+  train.train_and_evaluate(tiny.get_config(), workdir)
+  assert {p.name: p.stat().st_size for p in wd.tensorboard_dir.iterdir()} == before
+  assert all(p.stat().st_mtime < start for p in wd.tensorboard_dir.iterdir())
+
+
+def test_config_diff_names_every_key():
+  assert workdir_lib.config_diff({"a": {"x": 1, "y": [1, 2]}, "b": {"z": float("nan")}},
+                                 {"a": {"x": 2, "y": (1, 2)}, "b": {"z": float("nan")}}) == [
+                                     "a.x: 1 -> 2"]
