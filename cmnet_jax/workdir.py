@@ -127,6 +127,10 @@ class Workdir:
   def clip_cache(self, config_key: str, data_key: str) -> Path:
     return self.data_dir / f"clips-{config_key}-{data_key}.npz"
 
+  def clip_caches(self, config_key: str = "*") -> list[Path]:
+    """The decoded-clip caches there are (of one config key, or all), sorted."""
+    return sorted(self.data_dir.glob(f"clips-{config_key}-*.npz"))
+
   # -- the folder and its lock ----------------------------------------------------------------
   def create(self) -> None:
     """Makes the folder; a clear error if the path is a file or cannot be created here."""
@@ -402,8 +406,7 @@ class Workdir:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
-    config_key = path.name.split("-")[1]
-    for old in self.data_dir.glob(f"clips-{config_key}-*.npz"):
+    for old in self.clip_caches(path.name.split("-")[1]):
       if old != path:
         old.unlink(missing_ok=True)
 

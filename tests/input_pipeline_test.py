@@ -64,7 +64,7 @@ def test_edited_annotation_is_decoded_again_not_read_from_the_cache(tree, tmp_pa
   np.testing.assert_array_equal(again.labels, fresh.labels)
   for key, value in again_frames.items():  # each clip still has its own frames
     np.testing.assert_array_equal(value, frames[key])
-  caches = list(workdir_lib.Workdir(tmp_path / "run").data_dir.glob("clips-*.npz"))
+  caches = workdir_lib.Workdir(tmp_path / "run").clip_caches()
   assert len(caches) == 1  # the cache of the old rows is gone
 
 
@@ -81,7 +81,7 @@ def test_a_changed_frame_file_is_decoded_again(tree, tmp_path):
 def test_a_truncated_cache_is_rebuilt_with_a_warning(tree, tmp_path):
   config = _config(tree)
   data, _ = _load(config, tmp_path / "run")
-  (cache,) = workdir_lib.Workdir(tmp_path / "run").data_dir.glob("clips-*.npz")
+  (cache,) = workdir_lib.Workdir(tmp_path / "run").clip_caches()
   cache.write_bytes(cache.read_bytes()[:200])
   with pytest.warns(RuntimeWarning, match=f"{cache}.*decoding the clips again"):
     again, _ = _load(config, tmp_path / "run")

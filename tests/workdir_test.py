@@ -27,10 +27,10 @@ def _copy(tiny_run, tmp_path):
 
 def _snapshot(workdir):
   """{path: (size, mtime)} of every file but the lock file (rewritten by each run holding it)."""
-  out = {}
+  out, lock = {}, workdir_lib.Workdir(workdir).lock_file()
   for folder, _, files in os.walk(workdir):
     for name in files:
-      if not name.startswith(".lock"):
+      if os.path.join(folder, name) != str(lock):
         st = os.stat(os.path.join(folder, name))
         out[os.path.relpath(os.path.join(folder, name), workdir)] = (st.st_size, st.st_mtime_ns)
   return out
