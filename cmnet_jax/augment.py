@@ -296,6 +296,7 @@ def positive_views(rng: jax.Array, clips: jax.Array, augment_config: Any) -> jax
   `refs = positive_views(rng, jnp.broadcast_to(clips[:, :1], clips.shape), cfg)` (same rng, so
   every view and its reference share one draw), then
   `model.apply(v, views, reference=refs, method='intensity_branch')`.
+  `positive_views_with_onset` computes both in one pass.
   """
   c = cb.read_block(augment_config, POSITIVE_VIEWS_SPEC, "augment")
   x = _check_clips(clips)
@@ -310,6 +311,35 @@ def positive_views(rng: jax.Array, clips: jax.Array, augment_config: Any) -> jax
 
   keys = jax.random.split(rng, (b, t))
   return jax.vmap(jax.vmap(one))(keys, x)
+
+
+def positive_views_with_onset(rng: jax.Array, clips: jax.Array, augment_config: Any
+                              ) -> tuple[jax.Array, jax.Array]:
+  """`(views, references)`: the positive views of the frames and, with each frame's draw, a
+  view of its clip's onset (first) frame, in one pass.
+
+  Equal (up to float rounding) to the two calls of the recipe in `positive_views`:
+  `positive_views(rng, clips, cfg)` and
+  `positive_views(rng, jnp.broadcast_to(clips[:, :1], clips.shape), cfg)`. Here every draw is
+  made once and applied to the frame and its onset together (the ops treat leading axes as
+  images sharing one draw), instead of drawing everything twice in two programs.
+  """
+  c = cb.read_block(augment_config, POSITIVE_VIEWS_SPEC, "augment")
+  x = _check_clips(clips)
+  b, t = x.shape[:2]
+
+  def one(key, frame, onset):
+    k1, k2, k3 = jax.random.split(key, 3)
+    pair = jnp.stack([frame, onset])
+    pair = color_jitter(k1, pair, brightness=c["brightness"], contrast=c["contrast"],
+                        saturation=c["saturation"], hue=c["hue"])
+    pair = random_grayscale(k2, pair, p=c["grayscale_p"])
+    pair = gaussian_blur(k3, pair, kernel_size=c["blur_kernel"], sigma=tuple(c["blur_sigma"]))
+    return pair[0], pair[1]
+
+  keys = jax.random.split(rng, (b, t))
+  onsets = jnp.broadcast_to(x[:, :1], x.shape)
+  return jax.vmap(jax.vmap(one))(keys, x, onsets)
 
 
 def clip_augment(rng: jax.Array, clips: jax.Array, augment_config: Any) -> jax.Array:
@@ -330,5 +360,5 @@ def clip_augment(rng: jax.Array, clips: jax.Array, augment_config: Any) -> jax.A
 
 __all__ = ["adjust_brightness", "adjust_contrast", "adjust_hue", "adjust_saturation", "blur",
            "clip_augment", "color_jitter", "crop", "gaussian_blur", "gaussian_kernel", "hflip",
-           "luma", "positive_views", "random_crop", "random_flip", "random_grayscale",
-           "random_rotation", "rotate"]
+           "luma", "positive_views", "positive_views_with_onset", "random_crop", "random_flip",
+           "random_grayscale", "random_rotation", "rotate"]

@@ -149,10 +149,17 @@ def init_fold_states(init_one: Callable[[jnp.ndarray], TrainState], fold_rngs) -
   return jax.tree.map(lambda *xs: np.stack(xs), *states)
 
 
-def make_loss_fn(model, config: ml_collections.ConfigDict) -> Callable:
+def make_loss_fn(model, config: ml_collections.ConfigDict, *,
+                 fuse_positives: bool | None = None) -> Callable:
   """`loss_fn(params, clips, labels, apex, rng, gate=None) -> (total, (logs, logits))`.
 
   `gate` `[B, T]`, if given, replaces the model's s_t in the fusion (the oracle arm).
+  `fuse_positives`: True = when the ID term is active, the ICE encodes the clips and their
+  positive views in one call (`CMNet.with_positives`); False = a separate `intensity_branch` call
+  when a term first asks for them. Same values up to float rounding (tests compare the two).
+  None (default) = fuse on GPU/TPU (larger kernels, fewer launches) but not on CPU, where one
+  call on twice the frames measured 6-14 % slower than two calls (its working set falls out of
+  the cache; docs/benchmarks.md).
 
   The objective's terms come from the registry (`cmnet_jax.losses.TERMS`): every term with a
   non-zero coefficient in `config.loss` (and every diagnostic term) is computed from the same
@@ -160,25 +167,37 @@ def make_loss_fn(model, config: ml_collections.ConfigDict) -> Callable:
   """
   lc = losses.terms.resolve_preset(config.loss)
   objective = losses.make_objective(losses.terms.objective_coefficients(lc))
-  losses.terms.active_terms(lc)  # raises now, not at trace time, if a term's keys are missing
+  # (active_terms raises now, not at trace time, if a term's keys are missing.)
+  uses_positives = any(t.name == "id" for t, _ in losses.terms.active_terms(lc))
+  if fuse_positives is None:
+    fuse_positives = jax.default_backend() != "cpu"
+
+  def views_of(clips, rng):
+    # Positive view of frame t: photometric augmentation of frame t; its onset reference gets
+    # the same draw (same key per (clip, frame)), so the onset difference stays a motion signal.
+    if config.model.input_mode == "raw":
+      return augment.positive_views(rng, clips, config.augment), None
+    return augment.positive_views_with_onset(rng, clips, config.augment)
 
   def loss_fn(params, clips, labels, apex, rng, gate=None):
     key = losses.terms.stream_keys(rng)
     variables = {"params": params}
-    out = model.apply(variables, clips, train=True, rngs={"dropout": key("dropout")},
-                      intensities=gate)
+    rngs = {"dropout": key("dropout")}
+    if fuse_positives and uses_positives:
+      # The ID term will ask for the positive views' embeddings: encode them with the clips in
+      # one ICE call (same values as the lazy path below, up to float rounding).
+      views, reference = views_of(clips, key("positives"))
+      out, fused = model.apply(variables, clips, views, train=True, rngs=rngs, intensities=gate,
+                               positives_reference=reference, method="with_positives")
+      positive_embeddings = lambda: fused  # noqa: E731
+    else:
+      out = model.apply(variables, clips, train=True, rngs=rngs, intensities=gate)
 
-    def positive_embeddings():
-      # Positive view of frame t: photometric augmentation of frame t; its onset reference gets
-      # the same draw (same key per (clip, frame)), so the onset difference stays a motion signal.
-      views = augment.positive_views(key("positives"), clips, config.augment)
-      reference = None
-      if config.model.input_mode != "raw":
-        reference = augment.positive_views(
-            key("positives"), jnp.broadcast_to(clips[:, :1], clips.shape), config.augment)
-      _, positives = model.apply(variables, views, train=True, reference=reference,
-                                 method="intensity_branch")
-      return positives
+      def positive_embeddings():
+        views, reference = views_of(clips, key("positives"))
+        _, positives = model.apply(variables, views, train=True, reference=reference,
+                                   method="intensity_branch")
+        return positives
 
     def prototype():
       return jax.vmap(lambda a: losses.intensity_prototype(

@@ -156,6 +156,18 @@ def test_positive_views_independent_per_frame_and_content_blind():
   np.testing.assert_allclose(views(key(2), other)[1, 2], out[1, 2], atol=1e-6)
 
 
+def test_positive_views_with_onset_equals_two_calls():
+  """One pass over (frame, onset) pairs = the two-call recipe with the same rng."""
+  clips = image_u8((2, 4, 12, 10, 3), seed=11)
+  cfg = config()
+  views, refs = jax.jit(lambda k, x: A.positive_views_with_onset(k, x, cfg))(key(5), clips)
+  onsets = np.broadcast_to(clips[:, :1], clips.shape)
+  np.testing.assert_allclose(views, jitted("positive_views")(key(5), clips), atol=1e-6)
+  np.testing.assert_allclose(refs, jitted("positive_views")(key(5), onsets), atol=1e-6)
+  # each reference is its frame's draw applied to the onset: references differ across frames
+  assert not np.allclose(refs[0, 1], refs[0, 2])
+
+
 def test_clip_augment_same_geometry_for_all_frames():
   gen = np.random.default_rng(10)
   x, y = gen.random((2, 12, 10, 3), dtype=np.float32) * 0.5

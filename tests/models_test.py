@@ -204,6 +204,79 @@ def test_im2col_conv_matches_lax_conv_and_gradients(k, stride, pad, c, o):
   np.testing.assert_allclose(jax.vmap(got, (None, 0))(x, w2)[1], ref(x, w2[1]), atol=1e-4)
 
 
+def test_im2col_gradient_in_frame_blocks_matches_lax_conv():
+  """The hand-written im2col gradient (kernel gradient summed over blocks of frames), with
+  several blocks, and vmapped over per-fold kernels and inputs."""
+  from cmnet_jax.models.encoders import _frames_per_block
+  assert [_frames_per_block(n, p) for n, p in [(6, 1600), (72, 16), (72, 49), (7, 200)]] == [
+      1, 36, 18, 1]
+  dn = ("NHWC", "HWIO", "NHWC")
+  args = ((2, 2), ((1, 1), (1, 1)))
+  x = np.random.default_rng(0).normal(size=(2, 6, 66, 70, 3)).astype(np.float32)  # 6 blocks
+  w = np.random.default_rng(1).normal(size=(2, 3, 3, 3, 5)).astype(np.float32)
+  cot = np.random.default_rng(2).normal(size=(2, 6, 33, 35, 5)).astype(np.float32)
+  grad = lambda conv: jax.jit(jax.vmap(jax.grad(  # noqa: E731
+      lambda x, w, c: jnp.sum(conv(x, w, *args, dimension_numbers=dn) * c), (0, 1))))
+  got, ref = grad(im2col_conv)(x, w, cot), grad(jax.lax.conv_general_dilated)(x, w, cot)
+  for g, r in zip(got, ref):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape,groups,dtype", [
+    ((3, 5, 7, 8), 4, jnp.float32), ((2, 4, 4, 6), 1, jnp.float32), ((2, 3, 8), 2, jnp.float32),
+    ((2, 6, 5, 8), 2, jnp.bfloat16)])
+def test_group_norm_matches_flax(shape, groups, dtype):
+  """encoders.GroupNorm = flax.linen.GroupNorm: same parameters, outputs and gradients."""
+  import flax.linen as nn
+  from cmnet_jax.models.encoders import GroupNorm
+  x = (3 * np.random.default_rng(0).normal(size=shape) + 1).astype(np.float32)
+  x = jnp.asarray(x, dtype)
+  mine, ref = GroupNorm(groups, dtype=dtype), nn.GroupNorm(num_groups=groups, dtype=dtype)
+  v = ref.init(jax.random.key(0), x)
+  assert jax.tree.structure(v) == jax.tree.structure(mine.init(jax.random.key(0), x))
+  v = jax.tree.map(lambda p: p + 0.1 * jnp.arange(p.size, dtype=p.dtype).reshape(p.shape), v)
+  a, b = mine.apply(v, x), ref.apply(v, x)
+  assert a.dtype == b.dtype == dtype
+  tol = 2e-2 if dtype == jnp.bfloat16 else 1e-5
+  np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), atol=tol)
+  cot = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+  grad = lambda m: jax.grad(  # noqa: E731
+      lambda v, x: jnp.sum(m.apply(v, x).astype(jnp.float32) * cot), (0, 1))(v, x)
+  for g, r in zip(jax.tree.leaves(grad(mine)), jax.tree.leaves(grad(ref))):
+    np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(r, np.float32),
+                               rtol=tol, atol=tol * max(1.0, float(jnp.max(jnp.abs(r)))))
+
+
+@pytest.mark.parametrize("mode", ["raw", "onset_difference"])
+def test_with_positives_equals_call_and_intensity_branch(mode):
+  """One ICE call on clips + positive views = `__call__` and `intensity_branch` separately:
+  outputs (with dropout), the views' embeddings, and the gradient of a loss on all of them."""
+  model = build(tiny_config(input_mode=mode), num_classes=4)
+  clips, views = clips_of((2, 4, 16, 16, 3), seed=3), clips_of((2, 4, 16, 16, 3), seed=4)
+  refs = clips_of((2, 4, 16, 16, 3), seed=5) if mode != "raw" else None
+  v = init(model, clips)
+  drop = {"dropout": jax.random.key(7, impl="rbg")}
+
+  def fused(v):
+    out, z_pos = model.apply(v, clips, views, train=True, rngs=drop, positives_reference=refs,
+                             method="with_positives")
+    return out, z_pos
+
+  def separate(v):
+    out = model.apply(v, clips, train=True, rngs=drop)
+    _, z_pos = model.apply(v, views, reference=refs, method="intensity_branch")
+    return out, z_pos
+
+  (a, za), (b, zb) = jax.jit(fused)(v), jax.jit(separate)(v)
+  for x, y in zip(list(a) + [za], list(b) + [zb]):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
+  loss = lambda f: lambda v: sum(  # noqa: E731
+      jnp.sum(jnp.sin(t)) for t in jax.tree.leaves(f(v)))
+  for g, r in zip(jax.tree.leaves(jax.jit(jax.grad(loss(fused)))(v)),
+                  jax.tree.leaves(jax.jit(jax.grad(loss(separate)))(v))):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("encoder", ["small_cnn", "resnet18"])
 def test_conv_impls_share_params_and_agree(encoder):
   clips = clips_of((2, 3, 17, 19, 3))

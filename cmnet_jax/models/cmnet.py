@@ -151,6 +151,20 @@ class CMNet(nn.Module):
     z = self.projection(nn.relu(self.projection_hidden(h)))
     return s, z.astype(jnp.float32)
 
+  def _intensity_with_positives(self, x: jax.Array, x_pos: jax.Array
+                                ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """`_intensity` of the clips and the embeddings of their positive views, in one ICE call.
+
+    The views are stacked after the clips on the batch axis. Every frame is encoded on its own
+    (convolutions, per-frame GroupNorm, per-frame heads), so this is the same function as two
+    calls, with one set of larger operations instead of two (and one backward pass).
+    """
+    b = x.shape[0]
+    h = self._encode(self.ice, jnp.concatenate([x, x_pos], axis=0))
+    z = self.projection(nn.relu(self.projection_hidden(h))).astype(jnp.float32)
+    s = jax.nn.sigmoid(self.squeeze(h[:b])[..., 0].astype(jnp.float32))
+    return s, z[:b], z[b:]
+
   def intensity_branch(self, clips: jax.Array, train: bool = False,
                        reference: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """ICE only (for the ID loss's positive views): clips -> (s `[batch, time]`,
@@ -175,6 +189,33 @@ class CMNet(nn.Module):
     """
     x = prepare_inputs(clips, self.input_mode, reference).astype(self.dtype)
     s, z = self._intensity(x)
+    return self._classify(x, s, z, train, intensities)
+
+  def with_positives(self, clips: jax.Array, positives: jax.Array, train: bool = False,
+                     reference: jax.Array | None = None,
+                     intensities: jax.Array | None = None,
+                     positives_reference: jax.Array | None = None
+                     ) -> tuple[CMNetOutput, jax.Array]:
+    """`__call__` on the clips and the ICE embeddings of their positive views, with ONE ICE call.
+
+    `positives` are the ID loss's photometric views, shaped like `clips`, and
+    `positives_reference` their matched onset frames (as `reference` in `intensity_branch`).
+    Returns `(__call__(clips, train, reference, intensities),
+    intensity_branch(positives, reference=positives_reference)[1])`, equal to those two calls up
+    to float rounding: the views are stacked after the clips on the batch axis and every frame is
+    encoded on its own. One set of larger operations (and one backward pass) instead of two.
+    """
+    if positives.shape != clips.shape:
+      raise ValueError(f"positives: expected the clips' shape {tuple(clips.shape)}, got "
+                       f"{tuple(positives.shape)}")
+    x = prepare_inputs(clips, self.input_mode, reference).astype(self.dtype)
+    x_pos = prepare_inputs(positives, self.input_mode, positives_reference).astype(self.dtype)
+    s, z, z_pos = self._intensity_with_positives(x, x_pos)
+    return self._classify(x, s, z, train, intensities), z_pos
+
+  def _classify(self, x: jax.Array, s: jax.Array, z: jax.Array, train: bool,
+                intensities: jax.Array | None) -> CMNetOutput:
+    """FFE, fusion with s_t (or `intensities`), LSTM and classifier on the prepared input."""
     if intensities is not None:
       if intensities.shape != s.shape:
         raise ValueError(f"intensities: expected [batch, time] = {s.shape}, got "

@@ -18,6 +18,8 @@ frame of every clip.
 """
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -34,7 +36,9 @@ def im2col_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilati
 
   A drop-in `conv_general_dilated` for `flax.linen.Conv` (same parameters, same result up to
   float rounding). The patches `[n, oh, ow, kh * kw * c]` are gathered with strided slices (no
-  convolution op at all) and contracted with the kernel reshaped to `[kh * kw * c, o]`.
+  convolution op at all) and contracted with the kernel reshaped to `[kh * kw * c, o]`. Its
+  gradient is hand-written (`_im2col_bwd`): the kernel gradient is a batched matmul over blocks of
+  frames instead of one contraction over every pixel of every frame.
 
   Why: on XLA:CPU (jaxlib 0.10.2) a convolution's gradients, and above all a convolution whose
   kernel is vmapped over folds (XLA makes it a grouped convolution), take slow generic paths.
@@ -63,15 +67,76 @@ def im2col_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilati
         dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
         batch_group_count=batch_group_count, precision=precision,
         preferred_element_type=preferred_element_type)
-  kh, kw, c, o = rhs.shape
-  (sh, sw), (ph, pw) = window_strides, padding
-  x = jnp.pad(lhs, ((0, 0), tuple(ph), tuple(pw), (0, 0)))
+  padding = tuple(tuple(int(p) for p in pair) for pair in padding)
+  return _im2col(lhs, rhs, tuple(int(s) for s in window_strides), padding, precision,
+                 preferred_element_type)
+
+
+def _patches(x, kh: int, kw: int, strides, padding):
+  """`[n, h, w, c]` -> `[n, oh, ow, kh * kw * c]`: the windows, taps major, channels minor."""
+  (sh, sw), (ph, pw) = strides, padding
+  x = jnp.pad(x, ((0, 0), ph, pw, (0, 0)))
   oh, ow = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
   cols = [x[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :]
           for i in range(kh) for j in range(kw)]
-  patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
-  return jax.lax.dot_general(patches, rhs.reshape(kh * kw * c, o), (((3,), (0,)), ((), ())),
-                             precision=precision, preferred_element_type=preferred_element_type)
+  return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+
+
+def _frames_per_block(n: int, pixels: int, rows: int = 1024) -> int:
+  """Frames per block of the weight gradient: enough output pixels (`rows`) per block for an
+  efficient matmul, and a divisor of n."""
+  g = min(n, max(1, -(-rows // pixels)))
+  while n % g:
+    g -= 1
+  return g
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _im2col(x, w, strides, padding, precision, preferred_element_type):
+  kh, kw, c, o = w.shape
+  return jax.lax.dot_general(_patches(x, kh, kw, strides, padding), w.reshape(kh * kw * c, o),
+                             (((3,), (0,)), ((), ())), precision=precision,
+                             preferred_element_type=preferred_element_type)
+
+
+def _im2col_fwd(x, w, strides, padding, precision, preferred_element_type):
+  kh, kw, c, o = w.shape
+  patches = _patches(x, kh, kw, strides, padding)
+  y = jax.lax.dot_general(patches, w.reshape(kh * kw * c, o), (((3,), (0,)), ((), ())),
+                          precision=precision, preferred_element_type=preferred_element_type)
+  return y, (patches, w, jnp.zeros((0,) + x.shape[1:], x.dtype))
+
+
+def _im2col_bwd(strides, padding, precision, preferred_element_type, residuals, dy):
+  """Kernel gradient block by block (frames), input gradient as autodiff of the gather gives.
+
+  Autodiff of the forward contracts the patches `[m, k]` with dy `[m, o]` over the long
+  m = frames x pixels axis, which XLA:CPU does by first transposing one of them in full (and
+  fusing that transpose into the elementwise op producing dy, with strided writes). Here the
+  contraction is a batched matmul over blocks of whole frames, `dy^T [o, pixels] @ patches
+  [pixels, k]` per block (the transpose stays inside one block, in cache), then a sum over
+  blocks. Measured (2-core CPU, small_cnn encoder gradient): about 15 % less time for one fold,
+  1.4x less with 4 vmapped folds.
+  """
+  del preferred_element_type
+  patches, w, x_like = residuals
+  kh, kw, c, o = w.shape
+  n, oh, ow, k = patches.shape
+  g = _frames_per_block(n, oh * ow)
+  rows = g * oh * ow
+  dy_t = jnp.swapaxes(dy.reshape(n // g, rows, o), 1, 2)               # [blocks, o, rows]
+  dw = jax.lax.dot_general(dy_t, patches.reshape(n // g, rows, k), (((2,), (1,)), ((0,), (0,))),
+                           precision=precision, preferred_element_type=jnp.float32)
+  dw = jnp.swapaxes(jnp.sum(dw, axis=0), 0, 1).reshape(w.shape).astype(w.dtype)
+  dpatches = jax.lax.dot_general(dy, w.reshape(kh * kw * c, o), (((3,), (1,)), ((), ())),
+                                 precision=precision).astype(patches.dtype)
+  x_shape = (n,) + x_like.shape[1:]
+  _, gather_vjp = jax.vjp(lambda x: _patches(x, kh, kw, strides, padding),
+                          jnp.zeros(x_shape, x_like.dtype))
+  return gather_vjp(dpatches)[0], dw
+
+
+_im2col.defvjp(_im2col_fwd, _im2col_bwd)
 
 
 def _is_nhwc_hwio(dimension_numbers) -> bool:
@@ -91,6 +156,48 @@ def conv_fn(conv_impl: str):
   if conv_impl == "auto":
     conv_impl = "im2col" if jax.default_backend() == "cpu" else "xla"
   return im2col_conv if conv_impl == "im2col" else jax.lax.conv_general_dilated
+
+
+class GroupNorm(nn.Module):
+  """`flax.linen.GroupNorm` (same parameters `scale` and `bias`, same formula), computed from
+  per-channel sums.
+
+  y = (x - mean_g) * rsqrt(var_g + epsilon) * scale + bias, with mean_g and
+  var_g = E[x^2] - mean_g^2 (clipped at 0) over the height, width and channels of each group
+  of each frame, in float32 (Flax's default "fast variance"). Only the summation order differs
+  from Flax's, so results agree up to float rounding (tested against `nn.GroupNorm`).
+
+  Why: Flax reshapes `[n, h, w, c]` to `[n, h, w, groups, c / groups]` and reduces over
+  `(h, w, c / groups)`; XLA:CPU lowers that to a strided reduction that, per encoder forward
+  pass, took about as long as the convolutions. Here the spatial sums keep the channel axis
+  (the contiguous, fast reduction), the groups are summed on the tiny `[n, c]` result, and the
+  normalisation is one elementwise pass that XLA fuses with the ReLU that follows.
+  """
+  num_groups: int
+  epsilon: float = 1e-6
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    n, c = x.shape[0], x.shape[-1]
+    g = self.num_groups
+    if c % g:
+      raise ValueError(f"GroupNorm: {c} channels are not divisible by num_groups={g}")
+    scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
+    x32 = x.astype(jnp.float32)
+    axes = tuple(range(1, x.ndim - 1))
+    count = math.prod(x.shape[1:-1]) * (c // g)
+
+    def group_mean(per_channel):  # [n, c] sums -> [n, groups] means
+      return jnp.sum(per_channel.reshape(n, g, c // g), axis=-1) / count
+
+    mean = group_mean(jnp.sum(x32, axis=axes))
+    var = jnp.maximum(0.0, group_mean(jnp.sum(jnp.square(x32), axis=axes)) - jnp.square(mean))
+    shape = (n,) + (1,) * (x.ndim - 2) + (c,)
+    mean_c = jnp.repeat(mean, c // g, axis=-1).reshape(shape)
+    mul = (jnp.repeat(jax.lax.rsqrt(var + self.epsilon), c // g, axis=-1) * scale).reshape(shape)
+    return ((x32 - mean_c) * mul + bias).astype(self.dtype or x.dtype)
 
 
 # torchvision's ResNet-18: two BasicBlocks per stage, stride 1 for the first stage, 2 after.
@@ -158,7 +265,7 @@ class SmallCNN(nn.Module):
       x = nn.Conv(w, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)), use_bias=False,
                   dtype=self.dtype, conv_general_dilated=conv_fn(self.conv_impl),
                   name=f"conv{i}")(x)
-      x = nn.GroupNorm(num_groups=self.norm_groups, dtype=self.dtype, name=f"norm{i}")(x)
+      x = GroupNorm(num_groups=self.norm_groups, dtype=self.dtype, name=f"norm{i}")(x)
       x = nn.relu(x)
     return _Head(self.feature_dim, self.dtype, self.pool_grid, name="head")(x)
 
@@ -177,7 +284,7 @@ class BasicBlock(nn.Module):
     conv = lambda k, st, pad, name: nn.Conv(  # noqa: E731
         self.width, (k, k), strides=st, padding=pad, use_bias=False, dtype=self.dtype,
         conv_general_dilated=conv_fn(self.conv_impl), name=name)
-    norm = lambda name: nn.GroupNorm(  # noqa: E731
+    norm = lambda name: GroupNorm(  # noqa: E731
         num_groups=self.norm_groups, dtype=self.dtype, name=name)
     y = nn.relu(norm("norm1")(conv(3, s, ((1, 1), (1, 1)), "conv1")(x)))
     y = norm("norm2")(conv(3, (1, 1), ((1, 1), (1, 1)), "conv2")(y))
@@ -216,7 +323,7 @@ class ResNet18(nn.Module):
     _check_groups(self.widths, self.norm_groups, "ResNet18")
     x = nn.Conv(self.widths[0], (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)), use_bias=False,
                 dtype=self.dtype, conv_general_dilated=conv_fn(self.conv_impl), name="conv1")(x)
-    x = nn.relu(nn.GroupNorm(num_groups=self.norm_groups, dtype=self.dtype, name="norm1")(x))
+    x = nn.relu(GroupNorm(num_groups=self.norm_groups, dtype=self.dtype, name="norm1")(x))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for stage, (w, n) in enumerate(zip(self.widths, RESNET18_BLOCKS)):
       for b in range(n):
