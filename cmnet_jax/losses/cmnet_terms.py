@@ -71,7 +71,7 @@ ID = register_term(Term(
     }))
 
 WILCOXON = register_term(Term(
-    "wilcoxon", _wilcoxon, coefficient=0.1, coefficient_key="lambda_w",
+    "wilcoxon", _wilcoxon, coefficient=0.5, coefficient_key="lambda_w",
     doc="Wilcoxon rank-sum calibration of s_t against the intensity prototype",
     options={
         "w_margin": Option(0.05, "m: clips whose test p-value is below m are penalised"),
@@ -85,7 +85,7 @@ WILCOXON = register_term(Term(
     diagnostic=True))  # cheap; its 'active' share is a diagnostic of every run
 
 ORDER = register_term(Term(
-    "order", _order, coefficient=0.1,
+    "order", _order, coefficient=1.0,
     doc="order calibration: 1 - soft Spearman(s_t, prototype mean) over the frames of a clip",
     options={"order_temperature": Option(0.1, "smooth-rank temperature, in standard "
                                          "deviations of the clip's intensities")}))
