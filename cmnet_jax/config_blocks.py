@@ -214,8 +214,10 @@ def block_specs() -> dict[str, Spec]:
   from cmnet_jax import models
   from cmnet_jax.datasets.synthetic import generator
   from cmnet_jax import training_blocks as tb
+  from cmnet_jax.align import runner as align_runner
   return {"model": models.SPEC, "data": tb.data_spec(), "synthetic": generator.SETTINGS,
-          "augment": augment.SPEC, "loss": tb.loss_spec(), "optim": tb.OPTIM, "train": tb.TRAIN}
+          "augment": augment.SPEC, "loss": tb.loss_spec(), "optim": tb.OPTIM, "train": tb.TRAIN,
+          "align": align_runner.SPEC}
 
 
 def _synthetic_train_clips(subjects: int, clips_per_class: int) -> int:

@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from cmnet_jax import checkpoint
+from cmnet_jax import config_blocks
 from cmnet_jax import input_pipeline
 from cmnet_jax import models
 from cmnet_jax import parallel
@@ -129,7 +130,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   group is evaluated again from its final checkpoint (an error names it if it is missing or
   damaged). Returns the results dict (also in the workdir's results.json) on process 0, and an
   empty dict on the other processes of a multi-host run.
+
+  Raises `config_blocks.ConfigError` (every bad key) before anything is read or written.
   """
+  config_blocks.validate(config)
   maybe_initialize_distributed(config)
   wd = workdir_lib.Workdir(workdir)
   wd.create()

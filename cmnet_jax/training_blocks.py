@@ -52,6 +52,7 @@ def data_spec() -> Spec:
       "frame_sampling": Field(STR, one_of("anchored", "uniform")),
       "image_size": Field(INT, at_least(8), "pixels"),
       "train_jitter_copies": Field(INT, at_least(1)),
+      "aligned_root": Field(STR, doc="'' = <root>_aligned (--mode=align)"),
   }, rules=(Rule(("name", "classes"),
                  lambda n, c: not c or not databases.get(n) or c in databases[n],
                  lambda n, c: f"'' (the default) or a class scheme of {n}: {databases[n]}"),))

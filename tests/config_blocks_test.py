@@ -149,3 +149,15 @@ def test_loss_block_follows_the_loss_term_registry():
   assert problems == ("loss.lambda_custom = -1.0: expected a number >= 0 (coefficient of a loss "
                       "term)", "loss.custom_scale = 'big': expected a number")
   assert more[2:] == ("loss.custom_free = 0.0: expected a number > 0",)
+
+
+def test_align_block_and_aligned_root_are_validated():
+  from configs import samm
+  c = samm.get_config()
+  with c.unlocked():
+    c.align.size = 2
+    c.align.fallback = "blur"
+  with pytest.raises(cb.ConfigError) as e:
+    cb.validate(c, device_count=8)
+  assert "align.size = 2" in str(e.value) and "align.fallback = 'blur'" in str(e.value)
+  assert "aligned_root" in cb.block_specs()["data"].fields

@@ -21,6 +21,7 @@ import pytest
 from sklearn import metrics as skm
 
 from cmnet_jax import cli
+from cmnet_jax import config_blocks
 from cmnet_jax import reports
 from cmnet_jax import train
 from cmnet_jax import train_step
@@ -220,8 +221,9 @@ def test_nan_run_says_nothing_was_kept_and_a_sane_rate_then_trains_in_the_same_w
 
 
 def test_batch_larger_than_a_training_set_is_refused_and_writes_no_config(tmp_path):
-  with pytest.raises(train.RunError, match="train.batch_size=99"):
+  with pytest.raises(config_blocks.ConfigError, match="train.batch_size = 99"):
     _run(tmp_path, **{"train.batch_size": 99})
+  assert not any(tmp_path.iterdir())                 # refused before anything was written
   assert not workdir_lib.Workdir(tmp_path).config_file.exists()
 
 
