@@ -13,10 +13,13 @@ with like on a shared, noisy machine. What is measured, per configuration:
    devices, vmap over the folds each holds); *sequential* = the one-fold program called once per
    fold, one after another (what PyTorch MER code does). Wall time per LOSO epoch after
    compilation (median of `--repeats`), and the ratio.
-2. **Throughput and utilisation.** Training clips/s; achieved FLOP/s = XLA's cost analysis of the
-   compiled epoch divided by its wall time; divided by this machine's dense float32 matmul FLOP/s
-   (a jitted matmul at default precision, 2048^2 on CPU and 8192^2 elsewhere, measured here) =
-   the utilisation ratio.
+2. **Throughput and utilisation.** Training clips/s; achieved FLOP/s = FLOPs executed per epoch
+   divided by its wall time; divided by this machine's dense float32 matmul FLOP/s (a jitted
+   matmul at default precision, 2048^2 on CPU and 8192^2 elsewhere, measured here) = the
+   utilisation ratio. FLOPs executed = XLA's cost analysis of ONE compiled training step (the
+   epoch program built with one step) x steps per epoch x folds: XLA counts the body of a
+   `lax.scan` (a while loop) once, not once per trip, so the count of the compiled epoch alone is
+   one step's (both counts are printed).
 3. **Compile time** of each program, **peak host memory** (ru_maxrss) of this process, and how
    the fold-parallel epoch time grows with the number of folds and with T.
 
@@ -29,6 +32,7 @@ import os
 import platform
 import resource
 import statistics
+import sys
 import time
 
 import jax
@@ -141,8 +145,21 @@ class Run:
       return [lowered(s, f, data) for s, f in args]
 
     jax.block_until_ready(loop())
+    step = self.step_flops(args[0], data)
     return dict(epoch_s=timed(loop, repeats=repeats), compile_s=compile_s,
-                flops=_flops(lowered) * self.num_folds)
+                flops=step * self.config.train.steps_per_epoch * self.num_folds,
+                step_flops=step, scan_count=_flops(lowered))
+
+  def step_flops(self, fold_args, data) -> float:
+    """XLA's FLOP count of one executed training step of one fold.
+
+    The epoch is a `lax.scan` over steps, and XLA's cost analysis counts a while loop's body once
+    (not once per trip): compile the same epoch with one step and count that.
+    """
+    one_step = self.config.copy_and_resolve_references()
+    one_step.train.steps_per_epoch = 1
+    epoch = ts.make_train_epoch(self.model, self.tx, one_step)
+    return _flops(jax.jit(epoch).lower(*fold_args, data).compile())
 
 
 def _flops(compiled) -> float:
@@ -181,6 +198,12 @@ def _pct(ratio: float) -> str:
   return f"{ratio:.1%}" if ratio >= 0.01 else f"{100 * ratio:.2g}%"
 
 
+def _command() -> str:
+  flags = os.environ.get("XLA_FLAGS", "")
+  return (f"{'XLA_FLAGS=' + flags + ' ' if flags else ''}python -m benchmarks.training "
+          f"{' '.join(sys.argv[1:])}").strip()
+
+
 def peak_rss_mib() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -202,7 +225,7 @@ def main():
       f"Device: **{kind}** ({platform.processor() or platform.machine()}, "
       f"{os.cpu_count()} host cores), jax {jax.__version__}. "
       f"Dense float32 matmul ({'2048' if dev.platform == 'cpu' else '8192'}^2, jitted, default precision): **{peak / 1e9:.1f} GFLOP/s**. "
-      f"Command: `python -m benchmarks.training{' --quick' if q else ''}`. "
+      f"Command: `{_command()}`. "
       f"Times are medians of {args.repeats} runs after compilation.", ""]
 
   lines += ["## 0. Convolution: XLA's op vs im2col (`model.conv_impl`)", "",
@@ -220,6 +243,7 @@ def main():
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
   cases = [("synthetic default (small_cnn", default_config(q), 4 if q else 8),
            ("paper scale (ResNet-18", paper_config(q), 2)]
+  flop_notes = []
   for name, config, folds in cases:
     if ("loso" if name.startswith("synthetic") else "paper") not in sections:
       continue
@@ -227,10 +251,14 @@ def main():
     run = Run(config, folds)
     par, seq = run.fold_parallel(args.repeats), run.sequential(args.repeats)
     # Useful work is the same either way (vmap adds no FLOPs): XLA's count for one fold's
-    # compiled epoch x folds (padded slots, if any, are not counted).
+    # training step x steps x folds (padded slots, if any, are not counted).
     par["flops"] = seq["flops"]
     steps, batch = config.train.steps_per_epoch, config.train.batch_size
     clips = folds * steps * batch
+    flop_notes.append(
+        f"- {name}: {seq['step_flops'] / 1e9:.2f} GFLOP per training step of one fold "
+        f"({seq['step_flops'] / batch / 1e9:.2f} per clip); XLA's count of the compiled "
+        f"{steps}-step epoch: {seq['scan_count'] / 1e9:.2f} GFLOP (the scan body counted once).")
     lines.append(
         f"| {name}, {par['devices']} devices x {par['folds_per_device']} folds | {folds} | {steps} | {batch} | {par['epoch_s']:.3g} | {seq['epoch_s']:.3g} | "
         f"**{seq['epoch_s'] / par['epoch_s']:.2f}x** | {clips / par['epoch_s']:.1f} | "
@@ -239,6 +267,8 @@ def main():
         f"{par['compile_s']:.0f} / {seq['compile_s']:.0f} |")
     print("\n".join(lines[-1:]), flush=True)
 
+  if flop_notes:
+    lines += ["", "FLOPs executed (XLA cost analysis of one compiled step):", ""] + flop_notes
   lines += ["", "## 3. Scaling of the fold-parallel epoch (synthetic default model)", "",
             "| folds | T | s/epoch (2 steps) | s per fold-epoch | compile s |", "|---|---|---|---|---|"]
   fold_counts = () if "scaling" not in sections else (1, 4) if q else (1, 4, 13, 26)
