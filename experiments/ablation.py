@@ -1,4 +1,4 @@
-"""Loss ablation on the synthetic default: which CMNet loss terms help, over seeds and amplitudes.
+"""Loss ablation on the synthetic default: is the intensity pathway alive, and does it help?
 
     python -m experiments.ablation --root runs/ablation                 # the whole grid, resumable
     python -m experiments.ablation --root runs/ablation --deadline-min 50
@@ -16,8 +16,8 @@ per amplitude (`<root>/data/<amplitude>`), and XLA's persistent compilation cach
 
 `--summarize` reads every finished run and prints (and writes, with `--out`) one table: per
 amplitude and arm, the mean and sample standard deviation over seeds of LOSO accuracy, UF1, UAR
-and two Spearman correlations of the learned intensities with the true ones (of the mean curve
-over frame positions, and per clip averaged over clips; `results.json`'s `intensity_spearman`).
+and the intensity diagnostics of `DIAGNOSTICS` (saturation, within-clip spread, gate ablation,
+active rank-sum hinge, per-clip Spearman against the true intensity; docs/method.md).
 """
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Iterator, NamedTuple
+
+from cmnet_jax.workdir import Workdir
 
 # Arms: settings on top of configs/synthetic.py (whose objective is 'default').
 _CE_ONLY = {"loss.lambda_id": 0.0, "loss.lambda_w": 0.0, "loss.lambda_order": 0.0}
@@ -113,7 +115,7 @@ def run_grid(root: Path, runs: list[Run], deadline_s: float, variant: str = "", 
     jax.config.update("jax_compilation_cache_dir", str(root / ".jax_cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   start, durations = time.monotonic(), []
-  todo = [r for r in runs if not (r.path(root) / "results.json").exists()]
+  todo = [r for r in runs if not Workdir(r.path(root)).results_file.exists()]
   print(f"{len(runs) - len(todo)} of {len(runs)} runs already done; device "
         f"{jax.devices()[0].device_kind} x{jax.device_count()}", flush=True)
   for i, run in enumerate(todo):
@@ -138,8 +140,10 @@ def run_grid(root: Path, runs: list[Run], deadline_s: float, variant: str = "", 
 
 
 def _finished(root: Path) -> Iterator[tuple[Run, dict]]:
-  for path in sorted(root.glob("amp*/*/seed*/results.json")):
-    seed_dir = path.parent
+  for seed_dir in sorted(root.glob("amp*/*/seed*")):
+    path = Workdir(seed_dir).results_file
+    if not path.exists():
+      continue
     run = Run(float(seed_dir.parent.parent.name[3:]), seed_dir.parent.name,
               int(seed_dir.name[4:]))
     yield run, json.loads(path.read_text())
