@@ -249,7 +249,8 @@ def main():
       f"clips/s | TFLOP/s | utilisation | projected LOSO run ({args.project_folds} folds x "
       f"{total_steps} steps) | compile s |",
       "|---|---|---|---|---|---|---|---|---|",
-      f"| fold-parallel ({len(devices)} device(s) x {fpd} folds vmapped) | {real_slots} "
+      f"| fold-parallel ({len(devices)} device(s) x "
+      f"{f'{fpd} folds vmapped' if fpd > 1 else '1 fold, not vmapped'}) | {real_slots} "
       f"| {par_s:.3g} | {par_steps_per_s:.3g} | "
       f"{real_slots * steps * tc.batch_size / par_s:.1f} | {achieved / 1e12:.3g} | "
       f"{achieved / peak:.1%} | **{fmt_s(par_total)}** | {compile_par:.0f} |"]
