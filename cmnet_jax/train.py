@@ -53,7 +53,7 @@ def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> None:
   jax.distributed.initialize(**kwargs)
 
 
-def _fold_arrays(data: input_pipeline.ClipData, fold_ids: np.ndarray) -> ts.FoldData:
+def fold_arrays(data: input_pipeline.ClipData, fold_ids: np.ndarray) -> ts.FoldData:
   """Host FoldData for a group's slots `[slots, ...]`; padded slots (-1) get a dummy fold."""
   num_clips = len(data.labels)
   max_test = max(len(f.test_ids) for f in data.folds)
@@ -191,7 +191,7 @@ def _run(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, *, evaluate
     if not evaluate_only and _finished(wd, group, process, tc.num_epochs):
       progress.skip(group)
       continue
-    fold_data = parallel.shard_folds(layout, _fold_arrays(data, fold_ids))
+    fold_data = parallel.shard_folds(layout, fold_arrays(data, fold_ids))
     template = ts.state_template(setup, len(fold_ids))
     history, oracle, start_epoch, store = {}, [], 0, None
     if evaluate_only:
@@ -242,7 +242,7 @@ def _run(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, *, evaluate
                       time.perf_counter() - t0)
     evaluated = parallel.unshard(eval_fn(state.params, fold_data, device_data))
     arrays = results_lib.group_arrays(
-        fold_ids=fold_ids, fold_data=_fold_arrays(data, fold_ids), logits=evaluated.logits,
+        fold_ids=fold_ids, fold_data=fold_arrays(data, fold_ids), logits=evaluated.logits,
         intensities=evaluated.intensities, ablated_logits=evaluated.ablated_logits,
         history={k: np.stack(v, 1) for k, v in history.items()}, oracle=oracle)
     if read_only:

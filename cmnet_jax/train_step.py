@@ -212,6 +212,24 @@ def make_loss_fn(model, config: ml_collections.ConfigDict, *,
   return loss_fn
 
 
+def sample_batch(rng: jax.Array, fold: FoldData, data: DeviceData,
+                 config: ml_collections.ConfigDict):
+  """One training batch as the train step draws it: `(clips, labels, apex, gate, loss_rng)`.
+
+  `train.batch_size` clips drawn without replacement with the fold's training weights, one
+  stored copy (frame sampling) of each, clip augmentation applied; `gate` is the true intensity
+  with `model.intensity_source='oracle'`, else None; `loss_rng` is the key for `loss_fn`.
+  """
+  k_batch, k_copy, k_aug, k_loss = jax.random.split(rng, 4)
+  batch_size = config.train.batch_size
+  ids = jax.random.choice(k_batch, data.labels.shape[0], (batch_size,), replace=False,
+                          p=fold.train_weights)
+  copy = jax.random.randint(k_copy, (batch_size,), 0, data.train_frames.shape[1])
+  clips = augment.clip_augment(k_aug, data.train_frames[ids, copy], config.augment)
+  gate = data.train_intensity[ids, copy] if _intensity_source(config) == "oracle" else None
+  return clips, data.labels[ids], data.train_apex[ids, copy], gate, k_loss
+
+
 def make_train_epoch(model, tx, config: ml_collections.ConfigDict) -> Callable:
   """`epoch(state, fold, data) -> (state, metrics)`: `steps_per_epoch` steps in one `lax.scan`.
 
@@ -220,21 +238,10 @@ def make_train_epoch(model, tx, config: ml_collections.ConfigDict) -> Callable:
   tc = config.train
   loss_fn = make_loss_fn(model, config)
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  batch_size = tc.batch_size
-  oracle = _intensity_source(config) == "oracle"
 
   def step(state: TrainState, fold: FoldData, data: DeviceData):
     rng = jax.random.fold_in(state.rng, state.step)
-    k_batch, k_copy, k_aug, k_loss = jax.random.split(rng, 4)
-    num_clips = data.labels.shape[0]
-    ids = jax.random.choice(k_batch, num_clips, (batch_size,), replace=False,
-                            p=fold.train_weights)
-    copy = jax.random.randint(k_copy, (batch_size,), 0, data.train_frames.shape[1])
-    clips = data.train_frames[ids, copy]
-    apex = data.train_apex[ids, copy]
-    labels = data.labels[ids]
-    clips = augment.clip_augment(k_aug, clips, config.augment)
-    gate = data.train_intensity[ids, copy] if oracle else None
+    clips, labels, apex, gate, k_loss = sample_batch(rng, fold, data, config)
     (total, (logs, logits)), grads = grad_fn(state.params, clips, labels, apex, k_loss, gate)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
