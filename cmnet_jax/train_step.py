@@ -238,6 +238,7 @@ def make_train_epoch(model, tx, config: ml_collections.ConfigDict) -> Callable:
   tc = config.train
   loss_fn = make_loss_fn(model, config)
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  _intensity_source(config)  # an unknown model.intensity_source raises now, not when traced
 
   def step(state: TrainState, fold: FoldData, data: DeviceData):
     rng = jax.random.fold_in(state.rng, state.step)

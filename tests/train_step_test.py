@@ -37,3 +37,13 @@ def test_fused_positive_views_equal_separate_calls(input_mode, oracle):
   np.testing.assert_allclose(logits, logits2, rtol=1e-5, atol=1e-6)
   for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(grads2)):
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(r).max())))
+
+
+def test_unknown_intensity_source_is_named_when_the_epoch_is_built():
+  from configs import tiny  # pylint: disable=import-outside-toplevel
+  config = tiny.get_config()
+  model = models.build(config.model, 3)
+  tx = train_step.make_optimizer(config.optim, 10)
+  config.model.intensity_source = "truth"
+  with pytest.raises(ValueError, match="model.intensity_source.*'truth'"):
+    train_step.make_train_epoch(model, tx, config)
