@@ -22,8 +22,9 @@ they pull the same way; < 0: the term fights CE). A term whose gradient is order
 below the others' does not shape the network, whatever its logged value; one that dominates
 decides what the shared parameters learn. Values are the median over folds, seeds and batches.
 
-The folds' data are generated once under `<root>/data` (shared with `experiments.ablation`'s
-layout); nothing else is written except `--out`.
+The synthetic data are generated once under `<root>/data` (the layout of
+`experiments.ablation`) and the decoded clips cached under `<root>/workdirs`; nothing else is
+written except `--out`.
 """
 from __future__ import annotations
 
@@ -96,6 +97,10 @@ def measure(arm: str, amplitude: float, seeds, folds, epochs, batches: int, root
     wd = Workdir(root / "workdirs" / f"amp{amplitude:g}")
     wd.path.mkdir(parents=True, exist_ok=True)
     data = input_pipeline.load_clips(config, wd, input_pipeline.read_source(config, wd))
+    bad = [f for f in folds if not 0 <= f < len(data.folds)]
+    if bad:
+      raise SystemExit(f"--folds: {bad} out of range; this set has {len(data.folds)} folds "
+                       f"(0..{len(data.folds) - 1})")
     setup = ts.make_setup(config, len(data.class_names))
     coefficients = losses.terms.objective_coefficients(
         losses.terms.resolve_preset(config.loss))
@@ -164,6 +169,8 @@ def main(argv=None) -> None:
   if a.arm not in ablation.ARMS:
     sys.exit(f"--arm: expected one of {sorted(ablation.ARMS)}, got {a.arm!r}")
   ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
+  if not ints(a.epochs) or min(ints(a.epochs)) < 0 or a.batches < 1:
+    sys.exit("--epochs: expected epoch numbers >= 0; --batches: expected >= 1")
   out = measure(a.arm, a.amplitude, ints(a.seeds), ints(a.folds), ints(a.epochs), a.batches,
                 a.root, a.variant)
   text = (f"arm {a.arm}, amplitude {a.amplitude:g} px, seeds {a.seeds}, folds {a.folds}, "
