@@ -53,6 +53,13 @@ def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> None:
   jax.distributed.initialize(**kwargs)
 
 
+def fold_rng(base_rng: jax.Array, fold_id: int) -> jax.Array:
+  """The key a fold's state is initialised from (init, then its batches and augmentations):
+  it depends on `train.seed` (`base_rng = PRNGKey(seed)`) and the fold's id only, so a fold
+  trains the same whichever group, device or process holds it."""
+  return jax.random.fold_in(base_rng, fold_id)
+
+
 def fold_arrays(data: input_pipeline.ClipData, fold_ids: np.ndarray) -> ts.FoldData:
   """Host FoldData for a group's slots `[slots, ...]`; padded slots (-1) get a dummy fold."""
   num_clips = len(data.labels)
@@ -208,9 +215,9 @@ def _run(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, *, evaluate
       history = {k: [np.asarray(v) for v in vs] for k, vs in extra["history"].items()}
       oracle = [(e, np.asarray(p)) for e, p in extra["oracle"]]
     else:
-      # A fold's randomness depends on its id only (padded slots get ids past the real folds).
-      fold_rngs = np.stack([np.asarray(jax.random.fold_in(base_rng, fid if fid >= 0 else
-                                                          len(data.folds) + slot))
+      # Padded slots get ids past the real folds.
+      fold_rngs = np.stack([np.asarray(fold_rng(base_rng, fid if fid >= 0 else
+                                                len(data.folds) + slot))
                             for slot, fid in enumerate(fold_ids)])
       host_state = ts.init_fold_states(init_one, fold_rngs)
       if config.model.pretrained_npz:

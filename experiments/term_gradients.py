@@ -50,12 +50,17 @@ def group_of(top: str) -> str:
 def weighted_term_gradients(loss_fn, coefficients, params, *batch) -> dict:
   """`{term: d(lambda_term * L_term)/d params}` for every term of `coefficients` (a
   `train_step.make_loss_fn` loss_fn and the batch arguments it takes after `params`). Their sum
-  is the gradient of the objective."""
+  is the gradient of the objective. One forward pass, one backward pass per term."""
   import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
-  def weighted(name):
-    return lambda p: coefficients[name] * loss_fn(p, *batch)[1][0][name]
-  return {name: jax.grad(weighted(name))(params) for name in coefficients}
+  def weighted_terms(p):
+    logs = loss_fn(p, *batch)[1][0]
+    return {name: coefficients[name] * logs[name] for name in coefficients}
+
+  values, vjp = jax.vjp(weighted_terms, params)
+  return {name: vjp({other: jnp.ones_like(v) if other == name else jnp.zeros_like(v)
+                     for other, v in values.items()})[0] for name in values}
 
 
 def gradient_stats(grads: dict) -> dict:
@@ -71,12 +76,13 @@ def gradient_stats(grads: dict) -> dict:
 
   stats = {("sum", "all"): jnp.linalg.norm(sum(vector(g) for g in grads.values()))}
   groups = sorted({group_of(top) for g in grads.values() for top in g})
+  ce = vector(grads["ce"], "intensity") if "ce" in grads else None
   for name, tree in grads.items():
     stats[(name, "all")] = jnp.linalg.norm(vector(tree))
     for group in groups:
       stats[(name, group)] = jnp.linalg.norm(vector(tree, group))
-    if "ce" in grads and name != "ce":
-      mine, ce = vector(tree, "intensity"), vector(grads["ce"], "intensity")
+    if ce is not None and name != "ce":
+      mine = vector(tree, "intensity")
       stats[(name, "cos_ce")] = jnp.dot(mine, ce) / (
           jnp.linalg.norm(mine) * jnp.linalg.norm(ce) + 1e-30)
   return stats
@@ -117,7 +123,7 @@ def measure(arm: str, amplitude: float, seeds, folds, epochs, batches: int, root
     device_data = jax.device_put(data.device_data())
     for fold_id in folds:
       fold = jax.tree.map(lambda x: x[0], train.fold_arrays(data, np.array([fold_id])))
-      state = init_one(jax.random.fold_in(jax.random.PRNGKey(config.train.seed), fold_id))
+      state = init_one(train.fold_rng(jax.random.PRNGKey(config.train.seed), fold_id))
       probe_rng = jax.random.PRNGKey(10_000 + fold_id)
       for epoch in range(max(epochs) + 1):
         if epoch in epochs:
