@@ -222,6 +222,58 @@ def test_im2col_gradient_in_frame_blocks_matches_lax_conv():
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-3)
 
 
+def max_pool_grad_float64(x, dy, window, stride, pad):
+  """The max-pool gradient written from the rule: each window's output gradient goes to its first
+  maximum in row-major window order (XLA's select-and-scatter), in float64."""
+  xp = np.pad(np.asarray(x, np.float64), ((0, 0), (pad, pad), (pad, pad), (0, 0)),
+              constant_values=-np.inf)
+  dx = np.zeros_like(xp)
+  n, oh, ow, c = dy.shape
+  for b, i, j, ch in np.ndindex(n, oh, ow, c):
+    win = xp[b, stride * i:stride * i + window, stride * j:stride * j + window, ch]
+    t = int(np.argmax(win))  # first maximum in row-major order
+    dx[b, stride * i + t // window, stride * j + t % window, ch] += dy[b, i, j, ch]
+  return dx[:, pad:pad + x.shape[1], pad:pad + x.shape[2]]
+
+
+@pytest.mark.parametrize("window,stride,pad,shape,ties", [
+    (3, 2, 1, (2, 9, 9, 3), False), (3, 2, 1, (2, 10, 11, 2), True), (2, 2, 0, (1, 8, 7, 2), True),
+    (3, 1, 1, (2, 6, 5, 2), True), (3, 3, 0, (1, 13, 12, 2), False), (2, 3, 0, (1, 9, 9, 1), False)])
+def test_max_pool_matches_flax_and_routes_gradient_to_first_maximum(window, stride, pad, shape,
+                                                                    ties):
+  """encoders.max_pool: nn.max_pool's values; its hand-written gradient = the float64 rule and
+  nn.max_pool's autodiff gradient, ties included (integer-valued inputs tie often); inside the
+  ResNet-18 stem it gives the same encoder gradient as nn.max_pool."""
+  import flax.linen as nn
+  from cmnet_jax.models import encoders
+  gen = np.random.default_rng(sum(shape) + window)
+  x = gen.normal(size=shape).astype(np.float32)
+  if ties:
+    x = np.round(x)
+  ref = lambda x: nn.max_pool(x, (window,) * 2, (stride,) * 2, ((pad, pad),) * 2)  # noqa: E731
+  ours = lambda x: encoders.max_pool(x, window, stride, pad)  # noqa: E731
+  np.testing.assert_array_equal(ours(x), ref(x))
+  dy = gen.normal(size=ref(x).shape).astype(np.float32)
+  got = jax.jit(lambda x, dy: jax.vjp(ours, x)[1](dy)[0])(x, dy)
+  np.testing.assert_allclose(got, max_pool_grad_float64(x, dy, window, stride, pad), atol=1e-6)
+  np.testing.assert_allclose(got, jax.vjp(ref, x)[1](dy)[0], atol=1e-6)
+
+
+def test_resnet_stem_pool_gradient_equals_flax_max_pool(monkeypatch):
+  """The whole encoder's gradient with encoders.max_pool equals the one with nn.max_pool."""
+  import flax.linen as nn
+  from cmnet_jax.models import encoders
+  enc = encoders.ResNet18((4, 4, 8, 8), 6, 2, conv_impl="im2col")
+  x = np.random.default_rng(0).normal(size=(3, 20, 18, 3)).astype(np.float32)
+  v = jax.jit(enc.init)(jax.random.key(0, impl="rbg"), x)
+  grad = lambda: jax.jit(jax.grad(lambda v: jnp.sum(enc.apply(v, x) ** 2)))(v)  # noqa: E731
+  ours = grad()
+  monkeypatch.setattr(encoders, "max_pool", lambda x, k, s, p: nn.max_pool(
+      x, (k, k), (s, s), ((p, p), (p, p))))
+  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(grad())):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("shape,groups,dtype", [
     ((3, 5, 7, 8), 4, jnp.float32), ((2, 4, 4, 6), 1, jnp.float32), ((2, 3, 8), 2, jnp.float32),
     ((2, 6, 5, 8), 2, jnp.bfloat16)])
