@@ -242,8 +242,7 @@ def max_pool_grad_float64(x, dy, window, stride, pad):
 def test_max_pool_matches_flax_and_routes_gradient_to_first_maximum(window, stride, pad, shape,
                                                                     ties):
   """encoders.max_pool: nn.max_pool's values; its hand-written gradient = the float64 rule and
-  nn.max_pool's autodiff gradient, ties included (integer-valued inputs tie often); inside the
-  ResNet-18 stem it gives the same encoder gradient as nn.max_pool."""
+  nn.max_pool's autodiff gradient, ties included (integer-valued inputs tie often)."""
   import flax.linen as nn
   from cmnet_jax.models import encoders
   gen = np.random.default_rng(sum(shape) + window)
@@ -259,19 +258,20 @@ def test_max_pool_matches_flax_and_routes_gradient_to_first_maximum(window, stri
   np.testing.assert_allclose(got, jax.vjp(ref, x)[1](dy)[0], atol=1e-6)
 
 
-def test_resnet_stem_pool_gradient_equals_flax_max_pool(monkeypatch):
-  """The whole encoder's gradient with encoders.max_pool equals the one with nn.max_pool."""
+def test_resnet_stem_uses_max_pool_with_hand_written_gradient(monkeypatch):
+  """ResNet-18's gradient has no select-and-scatter (the form XLA:CPU expands slowly): its stem
+  pools with encoders.max_pool (whose gradient the test above checks). Traced, not compiled."""
   import flax.linen as nn
   from cmnet_jax.models import encoders
   enc = encoders.ResNet18((4, 4, 8, 8), 6, 2, conv_impl="im2col")
-  x = np.random.default_rng(0).normal(size=(3, 20, 18, 3)).astype(np.float32)
-  v = jax.jit(enc.init)(jax.random.key(0, impl="rbg"), x)
-  grad = lambda: jax.jit(jax.grad(lambda v: jnp.sum(enc.apply(v, x) ** 2)))(v)  # noqa: E731
-  ours = grad()
+  x = jnp.zeros((2, 20, 18, 3))
+  v = jax.eval_shape(enc.init, jax.random.key(0), x)
+  grad_jaxpr = lambda: str(jax.make_jaxpr(jax.grad(  # noqa: E731
+      lambda v: jnp.sum(enc.apply(v, x) ** 2)))(v))
+  assert "select_and_scatter" not in grad_jaxpr()
   monkeypatch.setattr(encoders, "max_pool", lambda x, k, s, p: nn.max_pool(
       x, (k, k), (s, s), ((p, p), (p, p))))
-  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(grad())):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  assert "select_and_scatter" in grad_jaxpr()  # the check sees the flax form
 
 
 @pytest.mark.parametrize("shape,groups,dtype", [
