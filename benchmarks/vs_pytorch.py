@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -97,10 +98,12 @@ def make_config(network: str, variant: str, steps: int):
 class JaxSide:
   """One cmnet_jax form on one network: compiled once, timed in every sitting."""
 
-  def __init__(self, network: str, variant: str, folds: int, steps: int, fold_parallel: bool):
+  def __init__(self, network: str, variant: str, folds: int, steps: int, fold_parallel: bool,
+               conv_impl: str = "auto"):
     from benchmarks.training import make_inputs  # pylint: disable=g-import-not-at-top
     self.folds, self.steps, self.fold_parallel = folds, steps, fold_parallel
     config = make_config(network, variant, steps)
+    config.model.conv_impl = conv_impl
     model = models.build(config.model, CLASSES)
     tx = ts.make_optimizer(config.optim, 10 * steps)
     epoch = ts.make_train_epoch(model, tx, config)
@@ -177,6 +180,8 @@ def main():
   ap.add_argument("--no-fold-parallel", action="store_true",
                   help="time only the sequential per-fold loop of cmnet_jax")
   ap.add_argument("--sittings", type=int, default=2, help="alternating sittings per side")
+  ap.add_argument("--conv-impls", default="auto",
+                  help="comma-separated model.conv_impl values to time (e.g. auto,onednn)")
   ap.add_argument("--folds", type=int, default=0, help="override the network's folds")
   ap.add_argument("--steps", type=int, default=0, help="override the network's steps per fold")
   ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
@@ -205,10 +210,11 @@ def main():
     _, _, folds, steps, _ = NETWORKS[network]
     folds, steps = args.folds or folds, args.steps or steps
     sides = {}
-    for v in variants:
+    for v, impl in itertools.product(variants, args.conv_impls.split(",")):
       for fp in ((False,) if args.no_fold_parallel else (False, True)):
-        name = f"cmnet_jax {v}, {'fold-parallel (vmap)' if fp else 'sequential'}"
-        sides[name] = JaxSide(network, v, folds, steps, fp)
+        name = (f"cmnet_jax {v}{'' if impl == 'auto' else ', conv_impl=' + impl}, "
+                f"{'fold-parallel (vmap)' if fp else 'sequential'}")
+        sides[name] = JaxSide(network, v, folds, steps, fp, impl)
         print(f"<!-- {network}: {name} compiled and warmed up in {sides[name].setup_s:.0f} s -->",
               flush=True)
     results = {name: [] for name in sides}

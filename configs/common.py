@@ -28,6 +28,7 @@ def model_config(scale: str = "small") -> ml_collections.ConfigDict:
   c.input_mode = "onset_difference"  # 'raw' | 'onset_difference' | 'both'
   c.dtype = "float32"                # compute dtype: 'float32' | 'bfloat16'
   c.conv_impl = "auto"               # 'auto' (im2col on CPU, XLA conv on GPU/TPU) | 'xla' | 'im2col'
+  #                                    | 'onednn' (CPU, opt-in: requirements-cpu.txt + a C++ compiler)
   c.pretrained_npz = ""              # torchvision-named ResNet-18 .npz; '' = random init
   c.pretrained_into = "both"         # 'ice' | 'ffe' | 'both'
   c.intensity_source = "learned"     # s_t in the fusion: 'learned' (squeeze) | 'oracle' (the

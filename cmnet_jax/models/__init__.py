@@ -63,7 +63,16 @@ SPEC = cb.Spec({
             f"{len(RESNET18_BLOCKS)} widths (one per stage) for the 'resnet18' encoder"),
     cb.Rule(("pretrained_npz", "encoder"), lambda p, e: not p or e == "resnet18",
             "model.encoder = 'resnet18' when pretrained weights are set"),
+    cb.Rule(("conv_impl",), lambda c: c != "onednn" or _onednn_unavailable() is None,
+            "oneDNN usable for model.conv_impl='onednn' (pip install -r requirements-cpu.txt "
+            "and a C++ compiler; `python -c \"from cmnet_jax.models import onednn; "
+            "print(onednn.unavailable())\"` says what is missing)"),
 ))
+
+
+def _onednn_unavailable() -> str | None:
+  from cmnet_jax.models import onednn  # pylint: disable=g-import-not-at-top
+  return onednn.unavailable()
 
 
 def build(model_config: Any, num_classes: int) -> CMNet:

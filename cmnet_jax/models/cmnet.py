@@ -108,7 +108,8 @@ class CMNet(nn.Module):
     input_mode: 'raw' | 'onset_difference' | 'both' (see `prepare_inputs`).
     dtype: compute dtype of convolutions, Dense layers and the LSTM; params stay float32.
     conv_impl: how convolutions run: 'auto' (im2col on CPU, XLA's convolution elsewhere),
-      'xla' or 'im2col' (see `encoders.im2col_conv`). The parameters are the same either way.
+      'xla', 'im2col' (see `encoders.im2col_conv`) or 'onednn' (CPU, opt-in: oneDNN's kernels,
+      see `models.onednn`). The parameters are the same either way.
     pool_grid: the encoders' head pools to this grid before its projection (1 = global average
       pool; >1 keeps where on the face features fire).
   """

@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-CONV_IMPLS = ("auto", "xla", "im2col")
+CONV_IMPLS = ("auto", "xla", "im2col", "onednn")
 
 
 def im2col_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -229,11 +229,15 @@ def _is_nhwc_hwio(dimension_numbers) -> bool:
 
 
 def conv_fn(conv_impl: str):
-  """The `conv_general_dilated` for `conv_impl`: 'im2col', 'xla', or 'auto' (im2col on CPU)."""
+  """The `conv_general_dilated` for `conv_impl`: 'im2col', 'xla', 'onednn' (CPU, opt-in:
+  `onednn.conv`) or 'auto' (im2col on CPU)."""
   if conv_impl not in CONV_IMPLS:
     raise ValueError(f"model.conv_impl: expected one of {CONV_IMPLS}, got {conv_impl!r}")
   if conv_impl == "auto":
     conv_impl = "im2col" if jax.default_backend() == "cpu" else "xla"
+  if conv_impl == "onednn":
+    from cmnet_jax.models import onednn  # pylint: disable=g-import-not-at-top
+    return onednn.conv
   return im2col_conv if conv_impl == "im2col" else jax.lax.conv_general_dilated
 
 

@@ -1,0 +1,104 @@
+"""model.conv_impl='onednn': oneDNN convolutions as XLA custom calls (cmnet_jax/models/onednn.py).
+
+Run where oneDNN is installed (requirements-cpu.txt, which CI installs) and a C++ compiler exists;
+elsewhere the numerical tests are skipped with the reason `onednn.unavailable()` gives, and the
+error path is still tested.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cmnet_jax import config_blocks as cb
+from cmnet_jax.models import build, encoders, onednn
+from configs.common import model_config
+
+WHY = onednn.unavailable()
+needs_onednn = pytest.mark.skipif(WHY is not None, reason=f"oneDNN unavailable: {WHY}")
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+@needs_onednn
+@pytest.mark.parametrize("k,stride,pad,c,o,hw", [
+    (3, 1, ((1, 1), (1, 1)), 3, 4, (9, 11)), (3, 2, ((1, 1), (1, 1)), 5, 6, (9, 11)),
+    (7, 2, ((3, 3), (3, 3)), 3, 4, (12, 10)), (1, 2, ((0, 0), (0, 0)), 4, 8, (9, 11)),
+    (3, 1, ((0, 0), (0, 0)), 2, 3, (9, 11)), (3, 2, ((0, 1), (1, 0)), 3, 4, (8, 8))])
+def test_conv_and_both_gradients_match_xla(k, stride, pad, c, o, hw):
+  """Outputs and both gradients equal lax.conv_general_dilated's, and the custom calls are what
+  runs (not the im2col fallback)."""
+  x = np.random.default_rng(0).normal(size=(2,) + hw + (c,)).astype(np.float32)
+  w = np.random.default_rng(1).normal(size=(k, k, c, o)).astype(np.float32)
+  args = ((stride, stride), pad)
+  ref = lambda x, w: jax.lax.conv_general_dilated(x, w, *args, dimension_numbers=DN)  # noqa: E731
+  got = lambda x, w: onednn.conv(x, w, *args, dimension_numbers=DN)  # noqa: E731
+  np.testing.assert_allclose(jax.jit(got)(x, w), ref(x, w), rtol=1e-5, atol=1e-4)
+  cot = np.random.default_rng(2).normal(size=ref(x, w).shape).astype(np.float32)
+  loss = lambda f: lambda x, w: jnp.sum(f(x, w) * cot)  # noqa: E731
+  grads = jax.jit(jax.grad(loss(got), (0, 1)))
+  for g, r in zip(grads(x, w), jax.grad(loss(ref), (0, 1))(x, w)):
+    np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-4)
+  assert onednn.TARGETS["forward"] in jax.jit(got).lower(x, w).as_text()
+  hlo = grads.lower(x, w).as_text()  # the gradient of a linear loss needs no forward pass
+  assert onednn.TARGETS["backward_data"] in hlo and onednn.TARGETS["backward_weights"] in hlo
+
+
+@needs_onednn
+def test_vmapped_over_per_fold_kernels_and_inputs():
+  """Folds side by side (vmap over kernels and inputs), as the fold-parallel step calls it."""
+  x = np.random.default_rng(0).normal(size=(3, 2, 8, 8, 3)).astype(np.float32)
+  w = np.random.default_rng(1).normal(size=(3, 3, 3, 3, 4)).astype(np.float32)
+  args = ((2, 2), ((1, 1), (1, 1)))
+
+  def grads(conv):
+    return jax.jit(jax.vmap(jax.grad(
+        lambda x, w: jnp.sum(conv(x, w, *args, dimension_numbers=DN) ** 2), (0, 1))))
+  for g, r in zip(grads(onednn.conv)(x, w), grads(jax.lax.conv_general_dilated)(x, w)):
+    np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-4)
+
+
+@needs_onednn
+@pytest.mark.parametrize("encoder", ["small_cnn", "resnet18"])
+def test_encoders_agree_with_im2col(encoder):
+  """Same parameters, same outputs and parameter gradients as the im2col encoders."""
+  widths = (4, 8) if encoder == "small_cnn" else (4, 4, 8, 8)
+  make = lambda impl: encoders.ENCODERS[encoder](widths, 6, 2, jnp.float32, impl)  # noqa: E731
+  x = np.random.default_rng(0).normal(size=(2, 20, 18, 3)).astype(np.float32)
+  v = jax.jit(make("im2col").init)(jax.random.key(0, impl="rbg"), x)
+  outs = {}
+  for impl in ("im2col", "onednn"):
+    enc = make(impl)
+    outs[impl] = jax.jit(jax.value_and_grad(lambda v: jnp.sum(enc.apply(v, x) ** 2)))(v)
+  np.testing.assert_allclose(outs["onednn"][0], outs["im2col"][0], rtol=1e-4)
+  for a, b in zip(jax.tree.leaves(outs["onednn"][1]), jax.tree.leaves(outs["im2col"][1])):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+@needs_onednn
+def test_falls_back_to_im2col_for_bfloat16_and_dilation():
+  x = np.random.default_rng(0).normal(size=(2, 9, 9, 3)).astype(np.float32)
+  w = np.random.default_rng(1).normal(size=(3, 3, 3, 4)).astype(np.float32)
+  pad = ((1, 1), (1, 1))
+  for kwargs, xx, ww in [({}, x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)),
+                         ({"rhs_dilation": (2, 2)}, x, w)]:
+    f = lambda a, b: onednn.conv(a, b, (1, 1), pad, dimension_numbers=DN, **kwargs)  # noqa: E731
+    hlo = jax.jit(f).lower(xx, ww).as_text()
+    assert not any(t in hlo for t in onednn.TARGETS.values())
+    ref = jax.lax.conv_general_dilated(xx, ww, (1, 1), pad, dimension_numbers=DN, **kwargs)
+    np.testing.assert_allclose(np.asarray(f(xx, ww), np.float32), np.asarray(ref, np.float32),
+                               rtol=5e-2, atol=5e-2)
+
+
+def test_missing_pieces_are_named_before_any_work(monkeypatch, tmp_path):
+  """Without oneDNN (or a compiler) the config check names the key and says what to install."""
+  monkeypatch.setattr(onednn, "_prefixes", lambda: [tmp_path])  # no headers, no library here
+  onednn._register.cache_clear()
+  try:
+    with pytest.raises(onednn.OnednnUnavailable, match="requirements-cpu.txt"):
+      onednn._find()
+    assert "oneDNN's headers" in onednn.unavailable()
+    c = model_config("small")
+    c.conv_impl = "onednn"
+    with pytest.raises(cb.ConfigError, match="model.conv_impl"):
+      build(c, num_classes=3)
+  finally:
+    onednn._register.cache_clear()
