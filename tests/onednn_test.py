@@ -74,6 +74,31 @@ def test_encoders_agree_with_im2col(encoder):
 
 
 @needs_onednn
+@pytest.mark.parametrize("num_devices,folds_per_device", [(4, 1), (2, 2)])
+def test_fold_parallel_devices_and_folds(num_devices, folds_per_device):
+  """Devices running their folds' custom calls at once (pmap), several folds per device (vmap):
+  each fold gets what a plain call gives it."""
+  from cmnet_jax import parallel
+  assert jax.local_device_count() >= num_devices  # conftest exposes 4 host devices
+  args = ((2, 2), ((1, 1), (1, 1)))
+
+  def fold_grad(w, x):
+    return jax.grad(lambda w: jnp.sum(jnp.tanh(
+        onednn.conv(x, w, *args, dimension_numbers=DN)) ** 2))(w)
+  slots = num_devices * folds_per_device
+  w = np.random.default_rng(1).normal(size=(slots, 3, 3, 3, 4)).astype(np.float32)
+  x = np.random.default_rng(0).normal(size=(slots, 2, 12, 12, 3)).astype(np.float32)
+  layout = parallel.FoldLayout(num_folds=slots, devices=tuple(jax.local_devices()[:num_devices]),
+                               folds_per_device=folds_per_device)
+  fn = parallel.fold_parallel(fold_grad, layout, fold_args=(0, 1))
+  got = parallel.unshard(fn(parallel.shard_folds(layout, w), parallel.shard_folds(layout, x)))
+  for k in range(slots):
+    ref = jax.grad(lambda w: jnp.sum(jnp.tanh(jax.lax.conv_general_dilated(
+        x[k], w, *args, dimension_numbers=DN)) ** 2))(w[k])
+    np.testing.assert_allclose(got[k], ref, rtol=1e-4, atol=1e-4)
+
+
+@needs_onednn
 def test_falls_back_to_im2col_for_bfloat16_and_dilation():
   x = np.random.default_rng(0).normal(size=(2, 9, 9, 3)).astype(np.float32)
   w = np.random.default_rng(1).normal(size=(3, 3, 3, 4)).astype(np.float32)
