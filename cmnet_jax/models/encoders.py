@@ -154,7 +154,8 @@ def max_pool(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
   variadic reduce-window over the input and four int32 index arrays of the padded input's size.
   ResNet-18's stem (72 frames at 112x112, 2-core CPU): the pool's forward + backward alone took
   300-335 ms that way and 87-88 ms this way; the whole encoder's forward + backward about 5 %
-  less (`python -m benchmarks.max_pool`, docs/benchmarks.md).
+  less (`python -m benchmarks.max_pool`, docs/benchmarks.md). On GPU/TPU this is `nn.max_pool`
+  itself (their select-and-scatter is native; not measured against this form).
 
   >>> import numpy as np, flax.linen as nn
   >>> x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 9, 9, 3)), jnp.float32)
@@ -167,6 +168,8 @@ def max_pool(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
   >>> bool(jnp.allclose(ours, theirs))
   True
   """
+  if jax.default_backend() != "cpu":
+    return nn.max_pool(x, (window, window), (stride, stride), ((padding, padding),) * 2)
   return _max_pool(x, window, stride, padding)
 
 
@@ -177,11 +180,12 @@ def _max_pool_fwd(x, window, stride, padding):
   xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)),
                constant_values=-jnp.inf)
   oh, ow = out.shape[1:3]
-  first = jnp.zeros(out.shape, jnp.int8)
+  index = jnp.int8 if window * window <= 127 else jnp.int32
+  first = jnp.zeros(out.shape, index)
   for t in reversed(range(window * window)):
     i, j = divmod(t, window)
     tap = xp[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride, :]
-    first = jnp.where(tap == out, jnp.int8(t), first)
+    first = jnp.where(tap == out, index(t), first)
   return out, (first, jnp.zeros((0,) + x.shape[1:], x.dtype))
 
 
