@@ -57,11 +57,8 @@ def im2col_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilati
   >>> bool(np.allclose(ref, got, atol=1e-4)), got.shape
   (True, (2, 4, 4, 4))
   """
-  simple = (feature_group_count == 1 and batch_group_count == 1 and not isinstance(padding, str)
-            and all(d == 1 for d in (lhs_dilation or (1,))) and
-            all(d == 1 for d in (rhs_dilation or (1,))) and lhs.ndim == 4 and
-            _is_nhwc_hwio(dimension_numbers))
-  if not simple:
+  if not plain_conv(lhs, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                    feature_group_count, batch_group_count):
     return jax.lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
         dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
@@ -72,13 +69,29 @@ def im2col_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilati
                  preferred_element_type)
 
 
+def plain_conv(lhs, padding, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
+               batch_group_count) -> bool:
+  """Whether a `conv_general_dilated` call is the plain kind the CPU paths handle: NHWC input,
+  HWIO kernel, explicit padding, no dilation, no feature or batch groups."""
+  return (feature_group_count == 1 and batch_group_count == 1 and not isinstance(padding, str)
+          and all(d == 1 for d in (lhs_dilation or (1,))) and
+          all(d == 1 for d in (rhs_dilation or (1,))) and lhs.ndim == 4 and
+          _is_nhwc_hwio(dimension_numbers))
+
+
+def _taps(x, kh: int, kw: int, strides, padding, pad_value=0):
+  """The kh * kw shifted, strided views `[n, oh, ow, c]` of `[n, h, w, c]` padded with
+  `pad_value` (`padding` = ((top, bottom), (left, right))), row-major over the window."""
+  (sh, sw), (ph, pw) = strides, padding
+  x = jnp.pad(x, ((0, 0), ph, pw, (0, 0)), constant_values=pad_value)
+  oh, ow = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+  return [x[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :]
+          for i in range(kh) for j in range(kw)]
+
+
 def _patches(x, kh: int, kw: int, strides, padding):
   """`[n, h, w, c]` -> `[n, oh, ow, kh * kw * c]`: the windows, taps major, channels minor."""
-  (sh, sw), (ph, pw) = strides, padding
-  x = jnp.pad(x, ((0, 0), ph, pw, (0, 0)))
-  oh, ow = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
-  cols = [x[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :]
-          for i in range(kh) for j in range(kw)]
+  cols = _taps(x, kh, kw, strides, padding)
   return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
 
 
@@ -177,15 +190,11 @@ def _max_pool_fwd(x, window, stride, padding):
   out = nn.max_pool(x, (window, window), (stride, stride), ((padding, padding),) * 2)
   # Which tap holds each window's first maximum: compare every tap with the (materialised)
   # maximum, the last tap first so that the earliest match is the one kept.
-  xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)),
-               constant_values=-jnp.inf)
-  oh, ow = out.shape[1:3]
+  taps = _taps(x, window, window, (stride, stride), ((padding, padding),) * 2, -jnp.inf)
   index = jnp.int8 if window * window <= 127 else jnp.int32
   first = jnp.zeros(out.shape, index)
   for t in reversed(range(window * window)):
-    i, j = divmod(t, window)
-    tap = xp[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride, :]
-    first = jnp.where(tap == out, index(t), first)
+    first = jnp.where(taps[t] == out, index(t), first)
   return out, (first, jnp.zeros((0,) + x.shape[1:], x.dtype))
 
 

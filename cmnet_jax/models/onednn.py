@@ -166,11 +166,9 @@ def conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None
          dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
          preferred_element_type=None):
   """`lax.conv_general_dilated` through oneDNN (float32 NHWC/HWIO; otherwise `im2col_conv`)."""
-  from cmnet_jax.models.encoders import _is_nhwc_hwio, im2col_conv  # pylint: disable=g-import-not-at-top
-  simple = (feature_group_count == 1 and batch_group_count == 1 and
-            not isinstance(padding, str) and lhs.ndim == 4 and
-            all(d == 1 for d in (lhs_dilation or (1,))) and
-            all(d == 1 for d in (rhs_dilation or (1,))) and _is_nhwc_hwio(dimension_numbers) and
+  from cmnet_jax.models.encoders import im2col_conv, plain_conv  # pylint: disable=g-import-not-at-top
+  simple = (plain_conv(lhs, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                       feature_group_count, batch_group_count) and
             jnp.result_type(lhs) == jnp.float32 and jnp.result_type(rhs) == jnp.float32 and
             preferred_element_type in (None, jnp.float32) and
             all(int(p) >= 0 for pair in padding for p in pair))
