@@ -112,6 +112,16 @@ def finish(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, data, gro
       merged["intensities"], merged["logits"], merged["ablated_logits"],
       wilcoxon_active=None if active is None else active[:, -1],
       true_intensity=data.true_intensity, prototype_mean=mean_curves)
+  # The same intensity beside position-only, shuffled and difference-image controls.
+  groups = np.zeros(len(labels), np.int64)
+  for k, fold in enumerate(data.folds):
+    groups[list(fold.test_ids)] = k
+  apex = (np.argmax(data.true_intensity, 1) if data.true_intensity is not None
+          else np.asarray(data.eval_apex))
+  diagnostics.update(reports.position_diagnostics(
+      merged["intensities"], groups=groups, apex=apex,
+      motion=reports.motion_energy(data.eval_frames), true_intensity=data.true_intensity,
+      exclude_onset=config.model.input_mode == "onset_difference"))
   # Every logged training quantity (loss, each objective term and its metrics, accuracy) in the
   # last epoch, averaged over the folds' steps: a registered term's value shows up here.
   last_epoch = {k: float(np.nanmean(v[:, -1])) for k, v in sorted(merged["history"].items())}
@@ -135,7 +145,11 @@ def finish(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, data, gro
                                   list(data.subjects), list(data.clip_ids), labels, preds)
     reports.plot_confusion_matrix(wd.report("confusion"), conf, list(data.class_names),
                                   title=f"UF1 {headline['uf1']:.3f}  UAR {headline['uar']:.3f}")
-    title = "  ".join(f"rho({k[3:]}) {v['mean_curve']:.2f}" for k, v in intensity.items())
+    title = "mean-curve Spearman " + ", ".join(
+        f"vs {k[3:]} {v['mean_curve']:.2f}" for k, v in intensity.items())
+    if "learned_spearman_per_clip" in diagnostics:
+      title += (f"\nper clip vs true: learned {diagnostics['learned_spearman_per_clip']:.2f}, "
+                f"position template {diagnostics['position_baseline_spearman_per_clip']:.2f}")
     reports.plot_intensity_curves(wd.report("intensity"), merged["intensities"],
                                   mean_curves, true=data.true_intensity, title=title)
     reports.plot_training_curves(wd.report("training"), merged["history"])
@@ -144,6 +158,7 @@ def finish(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, data, gro
                                oracle_best_epoch=oracle_block)
   print(reports.format_results_table(rows, class_names=list(data.class_names)))
   print(reports.format_diagnostics(diagnostics))
+  print(reports.format_position_diagnostics(diagnostics))
   where = (f"reports in {wd.path}" if write else
            f"{wd.path} is read-only for this user: results re-printed, nothing written")
   print(f"(chance accuracy {1.0 / num_classes:.3f}; {where})")

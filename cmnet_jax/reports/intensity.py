@@ -133,3 +133,164 @@ def format_diagnostics(d: dict[str, float]) -> str:
   if "spearman_prototype_per_clip" in d:
     parts.append(f"vs prototype {d['spearman_prototype_per_clip']:.2f}")
   return "intensity: " + ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Position-controlled diagnostics. With anchored sampling the apex sits at one sampled index in
+# every clip, so a curve that only knows the frame position (a clock) follows the true intensity
+# almost perfectly. Every figure below is therefore reported beside what a position-only
+# predictor, a shuffled control or the usual difference-image baseline scores on the same frames.
+
+
+def _row_ranks(x: np.ndarray) -> np.ndarray:
+  """Average ranks along the last axis of a 2-D array (float64)."""
+  return np.stack([_average_ranks(row) for row in x]) if len(x) else np.zeros_like(x, np.float64)
+
+
+def _per_clip_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """Row-wise Spearman rho of `[N, T]` arrays; 0 where either row is constant (no trend)."""
+  ra, rb = _row_ranks(a), _row_ranks(b)
+  ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
+  den = np.sqrt((ra * ra).sum(1) * (rb * rb).sum(1))
+  return np.divide((ra * rb).sum(1), den, out=np.zeros(len(a)), where=den > 0)
+
+
+def partial_r_given_position(learned: Any, reference: Any) -> float:
+  """Correlation of two `[clips, T]` arrays once the frame position is removed from both.
+
+  Both are rank-transformed over all clip x position values (average ranks), each rank is
+  regressed on the one-hot position (i.e. its position's mean rank is subtracted), and the
+  residuals are correlated (Pearson). A curve that depends only on the position scores 0; NaN
+  when either residual is constant.
+
+  >>> tent = [0.0, 1.0, 0.0]
+  >>> partial_r_given_position([tent, tent], [[0.0, 1.0, 0.0], [0.0, 0.5, 0.0]])
+  nan
+  >>> partial_r_given_position([[0, 2, 0], [0, 1, 0]], [[0, 1.0, 0], [0, 0.5, 0]])
+  1.0
+  """
+  a, b = np.asarray(learned, np.float64), np.asarray(reference, np.float64)
+  if a.ndim != 2 or a.shape != b.shape:
+    raise ValueError(f"partial_r_given_position needs two [clips, T] arrays of one shape, got "
+                     f"{a.shape} and {b.shape}")
+  ra = _average_ranks(a.ravel()).reshape(a.shape)
+  rb = _average_ranks(b.ravel()).reshape(b.shape)
+  ra, rb = ra - ra.mean(0, keepdims=True), rb - rb.mean(0, keepdims=True)
+  den = np.sqrt((ra * ra).sum() * (rb * rb).sum())
+  return float((ra * rb).sum() / den) if den > 1e-12 * max(1.0, ra.size ** 2) else float("nan")
+
+
+def variance_explained_by_position(values: Any) -> float:
+  """R^2 of a `[clips, T]` array regressed on the one-hot position: the share of its variance a
+  position-only predictor (the mean curve) explains.
+
+  >>> variance_explained_by_position([[0, 1, 0], [0, 1, 0]])
+  1.0
+  """
+  v = np.asarray(values, np.float64)
+  total = ((v - v.mean()) ** 2).sum()
+  return float(1.0 - ((v - v.mean(0, keepdims=True)) ** 2).sum() / total) if total > 0 else float(
+      "nan")
+
+
+def motion_energy(frames: Any) -> np.ndarray:
+  """Mean absolute difference of each frame from the clip's first (onset) frame: `[N, T]`.
+
+  `frames`: `[N, T, H, W, C]` (uint8 or float). The usual spotting baseline takes the frame with
+  the largest value as the apex.
+  """
+  f = np.asarray(frames)
+  out = np.zeros(f.shape[:2], np.float64)
+  for i in range(len(f)):  # per clip: no [N, T, H, W, C] float copy of the whole set
+    clip = f[i].astype(np.float32)
+    out[i] = np.abs(clip - clip[:1]).reshape(clip.shape[0], -1).mean(1)
+  return out
+
+
+def position_diagnostics(intensities: Any, *, groups: Any, apex: Any, motion: Any,
+                         true_intensity: Any = None, exclude_onset: bool = True
+                         ) -> dict[str, float]:
+  """Does the learned intensity follow the expression, or only the frame position?
+
+  Measured on held-out clips (each evaluated by the model that did not train on it).
+
+  Args:
+    intensities: `[N, T]` learned s_t.
+    groups: `[N]` the held-out fold of each clip: the position template of a clip is the mean s
+      curve of the clips of every other fold (the subjects its model was trained on).
+    apex: `[N]` the apex's sampled index (the true intensity's argmax on synthetic data, the
+      annotated apex on real data).
+    motion: `[N, T]` `motion_energy` of the clips (the difference-image baseline).
+    true_intensity: `[N, T]` or None (real data: only the apex hits are reported).
+    exclude_onset: leave sampled index 0 out of every score (its onset-difference input is
+      identically zero, so s there says nothing about the expression).
+
+  Returns (all floats; `_per_clip` = mean over clips of a per-clip score, clips with a constant
+  curve count as 0):
+    `scored_from_index`: 1 when the onset frame is excluded, else 0;
+    `apex_hit_fraction`: clips whose argmax s is within 1 sampled frame of `apex`;
+    `apex_hit_fraction_position_baseline`: the same for the argmax of the position template;
+    `apex_hit_fraction_difference_baseline`: the same for the frame that differs most from the
+      onset frame;
+    with a true intensity also
+    `learned_spearman_per_clip`: Spearman(s, true) on the scored frames;
+    `position_baseline_spearman_per_clip`: Spearman(position template, true);
+    `shuffled_spearman_per_clip`: Spearman(s of another clip, true), averaged over every other
+      clip (a control: what s scores for a clip it was not computed on);
+    `partial_r_given_position`: see `partial_r_given_position`, pooled over clips;
+    `true_variance_explained_by_position`: how much of the truth a position-only curve explains.
+  """
+  s = np.asarray(intensities, np.float64)
+  if s.ndim != 2:
+    raise ValueError(f"intensities must be [clips, T], got shape {s.shape}")
+  n, t = s.shape
+  groups, apex = np.asarray(groups), np.asarray(apex, np.int64)
+  motion = np.asarray(motion, np.float64)
+  if groups.shape != (n,) or apex.shape != (n,) or motion.shape != (n, t):
+    raise ValueError(f"groups {groups.shape}, apex {apex.shape} and motion {motion.shape} must "
+                     f"be [{n}], [{n}] and [{n}, {t}]")
+  first = 1 if exclude_onset and t > 2 else 0
+  template = np.zeros_like(s)
+  for g in np.unique(groups):
+    others = groups != g
+    template[groups == g] = (s[others] if others.any() else s).mean(0)
+  hits = lambda curve: float(np.mean(np.abs(first + np.argmax(curve[:, first:], 1) - apex) <= 1))
+  out = {"scored_from_index": float(first),
+         "apex_hit_fraction": hits(s),
+         "apex_hit_fraction_position_baseline": hits(template),
+         "apex_hit_fraction_difference_baseline": hits(motion)}
+  if true_intensity is not None:
+    true = np.asarray(true_intensity, np.float64)
+    if true.shape != s.shape:
+      raise ValueError(f"true_intensity {true.shape} must match intensities {s.shape}")
+    ss, tt, tp = s[:, first:], true[:, first:], template[:, first:]
+    rs, rt = _row_ranks(ss), _row_ranks(tt)
+    rs, rt = rs - rs.mean(1, keepdims=True), rt - rt.mean(1, keepdims=True)
+    norm = lambda r: np.divide(r, np.linalg.norm(r, axis=1, keepdims=True),
+                               out=np.zeros_like(r), where=np.linalg.norm(r, axis=1,
+                                                                          keepdims=True) > 0)
+    rho = norm(rt) @ norm(rs).T  # [true clip, s clip]: every pairing's Spearman rho
+    off = ~np.eye(n, dtype=bool)
+    out.update({
+        "learned_spearman_per_clip": float(np.mean(np.diag(rho))),
+        "position_baseline_spearman_per_clip": float(np.mean(_per_clip_spearman(tp, tt))),
+        "shuffled_spearman_per_clip": float(rho[off].mean()) if n > 1 else float("nan"),
+        "partial_r_given_position": partial_r_given_position(ss, tt),
+        "true_variance_explained_by_position": variance_explained_by_position(tt),
+    })
+  return out
+
+
+def format_position_diagnostics(d: dict[str, float]) -> str:
+  """One terminal line: each learned figure beside its position-only and shuffled controls."""
+  frames = "onset frame excluded" if d.get("scored_from_index") else "all frames"
+  parts = []
+  if "learned_spearman_per_clip" in d:
+    parts.append(f"per-clip Spearman vs true: learned {d['learned_spearman_per_clip']:.2f}, "
+                 f"position template {d['position_baseline_spearman_per_clip']:.2f}, "
+                 f"shuffled {d['shuffled_spearman_per_clip']:.2f}")
+    parts.append(f"partial r given position {d['partial_r_given_position']:.2f}")
+  parts.append(f"apex within 1 frame: learned {100 * d['apex_hit_fraction']:.0f}%, "
+               f"position template {100 * d['apex_hit_fraction_position_baseline']:.0f}%, "
+               f"largest onset difference {100 * d['apex_hit_fraction_difference_baseline']:.0f}%")
+  return f"intensity vs position ({frames}): " + "; ".join(parts)
