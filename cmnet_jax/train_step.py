@@ -153,7 +153,7 @@ def make_loss_fn(model, config: ml_collections.ConfigDict, *,
                  fuse_positives: bool | None = None) -> Callable:
   """`loss_fn(params, clips, labels, apex, rng, gate=None) -> (total, (logs, logits))`.
 
-  `gate` `[B, T]`, if given, replaces the model's s_t in the fusion (the oracle arm).
+  `gate` `[B, T]`, if given, replaces the model's s_t in the fusion (the oracle and tent arms).
   `fuse_positives`: True = when the ID term is active, the ICE encodes the clips and their
   positive views in one call (`CMNet.with_positives`); False = a separate `intensity_branch` call
   when a term first asks for them. Same values up to float rounding (tests compare the two).
@@ -218,7 +218,8 @@ def sample_batch(rng: jax.Array, fold: FoldData, data: DeviceData,
 
   `train.batch_size` clips drawn without replacement with the fold's training weights, one
   stored copy (frame sampling) of each, clip augmentation applied; `gate` is the true intensity
-  with `model.intensity_source='oracle'`, else None; `loss_rng` is the key for `loss_fn`.
+  with `model.intensity_source='oracle'`, the fixed tent (`tent_gate`) with 'tent', else None;
+  `loss_rng` is the key for `loss_fn`.
   """
   k_batch, k_copy, k_aug, k_loss = jax.random.split(rng, 4)
   batch_size = config.train.batch_size
@@ -226,7 +227,7 @@ def sample_batch(rng: jax.Array, fold: FoldData, data: DeviceData,
                           p=fold.train_weights)
   copy = jax.random.randint(k_copy, (batch_size,), 0, data.train_frames.shape[1])
   clips = augment.clip_augment(k_aug, data.train_frames[ids, copy], config.augment)
-  gate = data.train_intensity[ids, copy] if _intensity_source(config) == "oracle" else None
+  gate = _gate(config, lambda: data.train_intensity[ids, copy], clips.shape[:2])
   return clips, data.labels[ids], data.train_apex[ids, copy], gate, k_loss
 
 
@@ -266,13 +267,32 @@ def _intensity_source(config: ml_collections.ConfigDict) -> str:
   return source
 
 
+def tent_gate(num_frames: int, config: ml_collections.ConfigDict) -> jax.Array:
+  """The position prior of `model.intensity_source='tent'`: `[T]`, the intensity prototype's mean
+  with the apex at index T // 2 (epsilon at onset and offset, 1 at the middle frame)."""
+  lc = losses.terms.resolve_preset(config.loss)
+  return losses.intensity_prototype(num_frames, num_frames // 2, epsilon=lc.prototype_epsilon,
+                                    sigma_floor=lc.prototype_sigma_floor)[0]
+
+
+def _gate(config: ml_collections.ConfigDict, true_intensity: Callable,
+          batch_time: tuple) -> jax.Array | None:
+  """What replaces s_t in the fusion, `[B, T]`, or None (the learned s_t)."""
+  source = _intensity_source(config)
+  if source == "oracle":
+    return true_intensity()
+  if source == "tent":
+    return jnp.broadcast_to(tent_gate(batch_time[1], config), batch_time)
+  return None
+
+
 def make_eval(model, config: ml_collections.ConfigDict) -> Callable:
   """`evaluate(params, fold, data) -> EvalOutput` on the fold's held-out clips."""
-  oracle = _intensity_source(config) == "oracle"
+  _intensity_source(config)
 
   def evaluate(params, fold: FoldData, data: DeviceData):
     clips = data.eval_frames[fold.test_ids]
-    gate = data.eval_intensity[fold.test_ids] if oracle else None
+    gate = _gate(config, lambda: data.eval_intensity[fold.test_ids], clips.shape[:2])
     apply = lambda g: model.apply({"params": params}, clips, train=False, intensities=g)
     out = apply(gate)
     s = out.intensities.astype(jnp.float32)

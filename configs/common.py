@@ -32,7 +32,8 @@ def model_config(scale: str = "small") -> ml_collections.ConfigDict:
   c.pretrained_npz = ""              # torchvision-named ResNet-18 .npz; '' = random init
   c.pretrained_into = "both"         # 'ice' | 'ffe' | 'both'
   c.intensity_source = "learned"     # s_t in the fusion: 'learned' (squeeze) | 'oracle' (the
-                                     # synthetic generator's true intensity; an experiment arm)
+                                     # synthetic generator's true intensity) | 'tent' (a fixed
+                                     # positional tent, the position prior); both experiment arms
   return c
 
 
@@ -111,6 +112,8 @@ def synthetic_config() -> ml_collections.ConfigDict:
   c.noise_sigma = 2.0 / 255.0        # sensor noise
   c.blink_probability = 0.2
   c.jpeg_quality = 95
+  c.neutral_margin = 0.0             # neutral frames around the expression, in expression lengths
+                                     # (split at random per clip; > 0 moves the apex in the clip)
   return c
 
 

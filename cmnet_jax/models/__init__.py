@@ -54,7 +54,8 @@ SPEC = cb.Spec({
     "pretrained_npz": cb.Field(cb.STR, doc="'' = random init"),
     "pretrained_into": cb.Field(cb.STR, cb.one_of(*PRETRAINED_INTO)),
     "intensity_source": cb.Field(cb.STR, cb.one_of(*INTENSITY_SOURCES),
-                                 "'oracle' = the synthetic generator's true intensity"),
+                                 "'oracle' = the synthetic generator's true intensity; "
+                                 "'tent' = a fixed positional tent (the position prior)"),
 }, rules=(
     cb.Rule(("widths", "norm_groups"), lambda ws, g: all(w % g == 0 for w in ws),
             "every width divisible by model.norm_groups"),

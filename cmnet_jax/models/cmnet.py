@@ -31,7 +31,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DIFFERENCE_SCALE = 10.0
 INPUT_MODES = ("raw", "onset_difference", "both")
 # Where the fusion's s_t comes from (config model.intensity_source; the training step applies it).
-INTENSITY_SOURCES = ("learned", "oracle")
+# 'tent' is the position prior: one fixed onset -> apex -> offset tent (the prototype mean with
+# the apex at index T // 2) for every clip, whatever it shows; an experiment arm like 'oracle'.
+INTENSITY_SOURCES = ("learned", "oracle", "tent")
 
 
 class CMNetOutput(NamedTuple):

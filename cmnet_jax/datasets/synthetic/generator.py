@@ -2,8 +2,10 @@
 
 Randomness is split into independent streams, each seeded by `(seed, stream, subject, slot)`:
 identities, the class of each slot, nuisances (clip length, apex position, time-course shape,
-onset frame number, head jitter, illumination drift, blinks, sensor noise), file names, and the
-expression (AU variant and strengths). Only the expression stream and the class order depend on
+onset frame number, head jitter, illumination drift, blinks, sensor noise), file names, the
+expression (AU variant and strengths) and, with `neutral_margin > 0`, the neutral frames around
+the expression (the clip's temporal window: the apex then falls anywhere in the clip, not at a
+near-fixed share of it). Only the expression stream and the class order depend on
 the label, so with `amplitude_px = 0` every pixel, file name and frame number is independent of
 the class: the amplitude-0 control carries no label information.
 """
@@ -21,7 +23,7 @@ from cmnet_jax.datasets.synthetic import expressions, faces
 
 CODING_FILE = "CASME2-coding-20190701.xlsx"
 INTENSITY_FILE = "true_intensity.csv"
-_IDENTITY, _CLASSES, _NUISANCE, _EXPRESSION, _NAMES, _SLASH = range(6)
+_IDENTITY, _CLASSES, _NUISANCE, _EXPRESSION, _NAMES, _SLASH, _WINDOW = range(7)
 
 # Every key of the `synthetic` config block (configs/common.py synthetic_config).
 SETTINGS = cb.Spec({
@@ -37,6 +39,9 @@ SETTINGS = cb.Spec({
     "noise_sigma": cb.Field(cb.FLOAT, cb.non_negative, "fraction of full scale"),
     "blink_probability": cb.Field(cb.FLOAT, cb.in_range(0, 1)),
     "jpeg_quality": cb.Field(cb.INT, cb.in_range(1, 100)),
+    "neutral_margin": cb.Field(cb.FLOAT, cb.in_range(0, 4),
+                               "expression lengths of neutral frames around the expression, "
+                               "split at random per clip; 0 = none"),
 }, rules=(cb.Rule(("max_frames", "min_frames"), lambda hi, lo: hi >= lo,
                   "max_frames >= min_frames"),))
 
@@ -50,7 +55,7 @@ def validate_settings(config: Mapping[str, Any]) -> dict[str, Any]:
 
   >>> s = dict(seed=0, num_subjects=2, clips_per_class=1, image_size=32, min_frames=6,
   ...          max_frames=9, amplitude_px=1, head_jitter_px=0.1, illumination_drift=0.03,
-  ...          noise_sigma=0.01, blink_probability=0.2, jpeg_quality=95)
+  ...          noise_sigma=0.01, blink_probability=0.2, jpeg_quality=95, neutral_margin=0)
   >>> validate_settings(s)['amplitude_px']
   1.0
   """
@@ -112,6 +117,9 @@ def plan_clips(settings: Mapping[str, Any]) -> list[ClipPlan]:
       unknown = bool(slash == (s - 1) * per_subject + slot)
       intensity, apex = expressions.sample_time_course(
           rng, settings["min_frames"], settings["max_frames"], middle_apex=unknown)
+      if settings.get("neutral_margin", 0.0) > 0:
+        intensity, apex = _neutral_window(_rng(seed, _WINDOW, s, slot), intensity, apex,
+                                          settings["neutral_margin"], symmetric=unknown)
       length = len(intensity)
       onset = int(rng.integers(2, 150))
       jitter = rng.normal(0.0, 1.0, (length, 2)) * settings["head_jitter_px"]
@@ -127,6 +135,18 @@ def plan_clips(settings: Mapping[str, Any]) -> list[ClipPlan]:
       plans.append(ClipPlan(f"{s:02d}", names[slot], slot, expression, onset, apex, intensity,
                             jitter, brightness, blink, noise_seed, unknown))
   return sorted(plans, key=lambda p: (p.subject, p.filename))
+
+
+def _neutral_window(rng: np.random.Generator, intensity: np.ndarray, apex: int,
+                    margin: float, *, symmetric: bool = False) -> tuple[np.ndarray, int]:
+  """The expression inside a clip `1 + margin` times its length: the round(margin x length)
+  neutral frames are split at a uniform random point into a lead (intensity 0) and a trail (the
+  offset residual held), so the apex falls anywhere from early to late in the clip. `symmetric`
+  (the clip whose apex the sheet leaves out, which the reader places mid-clip) splits in half."""
+  extra = int(round(margin * len(intensity)))
+  lead = extra // 2 if symmetric else int(rng.integers(0, extra + 1))
+  curve = np.concatenate([np.zeros(lead), intensity, np.full(extra - lead, intensity[-1])])
+  return curve, apex + lead
 
 
 def identity_of(settings: Mapping[str, Any], subject: str) -> faces.Identity:
