@@ -41,6 +41,9 @@ ARMS: dict[str, dict] = {
     "default": {},                           # our objective (docs/method.md)
     # A perfect intensity: the generator's true intensity replaces s_t in the fusion.
     "oracle": {**_CE_ONLY, "model.intensity_source": "oracle"},
+    # The position prior: a fixed onset -> apex -> offset tent (apex at the middle index) in the
+    # fusion of every clip. A learned intensity is worth something only where it beats this arm.
+    "tent": {**_CE_ONLY, "model.intensity_source": "tent"},
     # Candidates the default was chosen from (on another synthetic seed; docs/results.md).
     "w0.1-o0.1": {"loss.lambda_w": 0.1, "loss.lambda_order": 0.1},
     "w0.1-o0.5": {"loss.lambda_w": 0.1, "loss.lambda_order": 0.5},
@@ -50,12 +53,18 @@ ARMS: dict[str, dict] = {
     "default-uniform": {"loss.id_strategy": "uniform"},
     "default-split": {"loss.w_segments": "split"},
 }
-CORE_ARMS = ("ce", "paper", "default", "oracle")
+CORE_ARMS = ("ce", "paper", "default", "oracle", "tent")
 AMPLITUDES = (2.0, 1.0)
 SEEDS = (0, 1, 2)
 # results.json "intensity" entries tabulated beside accuracy / UF1 / UAR.
 DIAGNOSTICS = ("saturated_fraction", "within_clip_std", "gate_ablation_changed_fraction",
                "wilcoxon_active_fraction", "spearman_true_per_clip")
+# The position-controlled diagnostics (reports.position_diagnostics; runs made before they
+# existed show blanks).
+POSITION_DIAGNOSTICS = ("learned_spearman_per_clip", "position_baseline_spearman_per_clip",
+                        "shuffled_spearman_per_clip", "partial_r_given_position",
+                        "apex_hit_fraction", "apex_hit_fraction_position_baseline",
+                        "apex_hit_fraction_difference_baseline")
 
 
 class Run(NamedTuple):
@@ -163,11 +172,15 @@ def run_rows(root: Path) -> list[dict]:
     log = logged.get(run, {})
     rows.append({**run._asdict(), **{k: h[k] for k in ("accuracy", "uf1", "uar")},
                  **{k: diag[k] for k in DIAGNOSTICS},
+                 **{k: diag.get(k, float("nan")) for k in POSITION_DIAGNOSTICS},
                  "device": log.get("device"), "seconds": log.get("seconds")})
   return rows
 
 
 def _mean_sd(values: list[float]) -> str:
+  values = [v for v in values if v is not None and v == v]  # runs without the figure: blank
+  if not values:
+    return ""
   if len(values) == 1:
     return f"{values[0]:.3f}"
   return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
@@ -175,7 +188,7 @@ def _mean_sd(values: list[float]) -> str:
 
 def summarize(root: Path) -> str:
   """Markdown table: mean ± sample sd over seeds per (amplitude, arm)."""
-  columns = ("accuracy", "uf1", "uar") + DIAGNOSTICS
+  columns = ("accuracy", "uf1", "uar") + DIAGNOSTICS + POSITION_DIAGNOSTICS
   cells: dict[tuple[float, str], dict[str, list]] = {}
   for row in run_rows(root):
     cell = cells.setdefault((row["amplitude"], row["arm"]), {"seeds": []})
@@ -184,8 +197,11 @@ def summarize(root: Path) -> str:
       cell.setdefault(key, []).append(row[key])
   order = {a: i for i, a in enumerate(ARMS)}
   lines = ["| amplitude px | arm | seeds | accuracy | UF1 | UAR | saturated | within-clip sd | "
-           "gate ablation changed | rank-sum hinge active | Spearman vs true per clip |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "gate ablation changed | rank-sum hinge active | Spearman vs true per clip | "
+           "per clip, onset excluded: learned | position template | shuffled | "
+           "partial r given position | apex hit: learned | position template | "
+           "largest onset difference |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for (amp, arm), cell in sorted(cells.items(), key=lambda kv: (-kv[0][0], order.get(kv[0][1], 99))):
     lines.append(f"| {amp:g} | {arm} | {','.join(map(str, sorted(cell['seeds'])))} | " +
                  " | ".join(_mean_sd(cell[key]) for key in columns) + " |")
