@@ -23,6 +23,7 @@ import numpy as np
 from cmnet_jax import datasets
 from cmnet_jax import workdir as workdir_lib
 from cmnet_jax.datasets import frames as frames_lib
+from cmnet_jax.datasets import hashes as hashes_lib
 from cmnet_jax.datasets import registry
 
 
@@ -70,16 +71,20 @@ class Source(NamedTuple):
 
   fingerprint: sha256 of the index (every clip record in order: dataset, subject, clip id,
     onset/apex/offset, emotion, label, action units, frame numbers) and of each frame file's path
-    relative to the root and size; recorded in folds.json, it tells whether a workdir's data
-    changed (a moved or copied database keeps it).
-  files_key: the same plus each frame file's mtime: the decoded-clip cache's data key.
+    relative to the root, size and content (sha256, cached on size and mtime_ns:
+    `datasets.hashes`); recorded in folds.json (format `workdir.DATA_FINGERPRINT_FORMAT`), it
+    tells whether a workdir's data changed (a moved or copied database keeps it).
+  files_key: the index, frame paths, sizes and mtimes: the decoded-clip cache's data key.
   clips: 'dataset/subject/clip_id' of every clip, in index order.
+  legacy_fingerprint: the format-1 fingerprint (paths and sizes, no content) that workdirs
+    written before issue 23 recorded, to recognise their data (`Workdir.check_data`).
   """
   index: Any
   root: Path
   fingerprint: str
   files_key: str
   clips: list
+  legacy_fingerprint: str = ""
 
 
 def dataset_root(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir) -> Path:
@@ -93,23 +98,27 @@ def dataset_root(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir) -> 
       f"{config.data.name}")
 
 
-def fingerprints(index) -> tuple[str, str]:
-  """(fingerprint, files_key) of a `DatasetIndex` (see `Source`)."""
-  data, files = hashlib.sha256(), hashlib.sha256()
+def fingerprints(index, hash_cache: hashes_lib.HashCache | None = None
+                 ) -> tuple[str, str, str]:
+  """(fingerprint, files_key, legacy_fingerprint) of a `DatasetIndex` (see `Source`); frame
+  contents are hashed through `hash_cache` (None: no cache, every frame is read)."""
+  hash_cache = hash_cache or hashes_lib.HashCache(None)
+  data, files, legacy = hashlib.sha256(), hashlib.sha256(), hashlib.sha256()
   head = json.dumps([index.name, list(index.class_names)]).encode()
-  data.update(head)
-  files.update(head)
+  for h in (data, files, legacy):
+    h.update(head)
   for c in index.clips:
     record = json.dumps([c.dataset, c.subject, c.clip_id, c.onset, c.apex, c.offset, c.emotion,
                          c.label, c.action_units, list(c.frame_numbers)]).encode()
-    data.update(record)
-    files.update(record)
+    for h in (data, files, legacy):
+      h.update(record)
     for path in c.frame_paths:
       st = os.stat(path)
       rel = os.path.relpath(path, index.root)
-      data.update(f"{rel}\0{st.st_size}\n".encode())
+      legacy.update(f"{rel}\0{st.st_size}\n".encode())
+      data.update(f"{rel}\0{st.st_size}\0{hash_cache.digest(path)}\n".encode())
       files.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-  return data.hexdigest(), files.hexdigest()
+  return data.hexdigest(), files.hexdigest(), legacy.hexdigest()
 
 
 def read_source(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir) -> Source:
@@ -124,9 +133,12 @@ def read_source(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir) -> S
   index = registry.load_index(name, root, classes=config.data.classes or None,
                               annotation=config.data.annotation or None)
   index.print_report()
-  fingerprint, files_key = fingerprints(index)
+  cache = hashes_lib.HashCache(wd.frame_hashes_file)
+  fingerprint, files_key, legacy = fingerprints(index, cache)
+  if jax.process_index() == 0 and wd.path.is_dir() and wd.writable():
+    cache.save()
   return Source(index, root, fingerprint, files_key,
-                [f"{c.dataset}/{c.subject}/{c.clip_id}" for c in index.clips])
+                [f"{c.dataset}/{c.subject}/{c.clip_id}" for c in index.clips], legacy)
 
 
 def _cache_key(config: ml_collections.ConfigDict) -> str:

@@ -160,7 +160,7 @@ def _load_data(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, *,
     print(note)
   wd.check_groups()
   source = input_pipeline.read_source(config, wd)
-  for note in wd.check_data(source.fingerprint, source.clips):
+  for note in wd.check_data(source.fingerprint, source.clips, source.legacy_fingerprint):
     print(note)
   data = input_pipeline.load_clips(config, wd, source, write_cache=not read_only)
   _validate(config, data)

@@ -6,6 +6,7 @@
       config.json              the run's config, written once its data loaded
       folds.json               class names, held-out subjects, the clips and data fingerprint
       data/clips-<c>-<d>.npz   decoded clips (cache: c = config, d = annotation + frame files)
+      data/frame-hashes.json   sha256 of each frame file, on its size and mtime (a cache)
       data/<name>/             a generated database (the synthetic set) when data.root is ''
       checkpoints/groupGGG_processPPP/<epoch>/   Orbax checkpoints of one fold group
       folds/groupGGG_processPPP.npz              a finished fold group's held-out outputs
@@ -43,6 +44,9 @@ REPORTS = {"results": RESULTS, "per_subject": "per_subject.csv",
            "intensity": "intensity_curves.png", "training": "training_curves.png"}
 # Keys that may differ from config.json once something is trained: they change neither what is
 # trained nor on which data (a moved data.root is checked by the data fingerprint).
+# The data fingerprint's format (`input_pipeline.fingerprints`), recorded in folds.json: 1 (before
+# issue 23, no key) = frame paths and sizes; 2 = also the frame files' contents.
+DATA_FINGERPRINT_FORMAT = 2
 RESUMABLE = ("data.root", "data.annotation", "data.aligned_root", "train.checkpoint_every_epochs",
              "train.checkpoints_to_keep", "align.")
 
@@ -102,6 +106,7 @@ class Workdir:
   results_file = property(lambda self: self.path / RESULTS)
   tensorboard_dir = property(lambda self: self.path / "tensorboard")
   data_dir = property(lambda self: self.path / "data")
+  frame_hashes_file = property(lambda self: self.data_dir / "frame-hashes.json")
 
   def report(self, name: str) -> Path:
     """Path of a report: one of `REPORTS` ('results', 'predictions', 'confusion', ...)."""
@@ -312,16 +317,33 @@ class Workdir:
                          f"--workdir={self.path}")
     return meta
 
-  def check_data(self, fingerprint: str, clips: list[str]) -> list[str]:
-    """Refuses data other than those this workdir trained on; returns notes to print."""
+  def check_data(self, fingerprint: str, clips: list[str],
+                 legacy_fingerprint: Optional[str] = None) -> list[str]:
+    """Refuses data other than those this workdir trained on; returns notes to print.
+
+    `legacy_fingerprint`: the same data's format-1 fingerprint (paths and sizes only), which a
+    folds.json written before `DATA_FINGERPRINT_FORMAT` 2 records; matching it is accepted with
+    a note (the next folds.json records the content fingerprint).
+    """
     if not self.folds_file.exists():
       return []
     meta = self._read_json(self.folds_file, "the class names, held-out subjects and clips")
     old = meta.get("data_fingerprint")
     if old is None:
       return [f"note: {self.folds_file} predates data fingerprints; recording them now"]
-    if old == fingerprint:
+    recorded_format = meta.get("data_fingerprint_format", 1)
+    if recorded_format == DATA_FINGERPRINT_FORMAT and old == fingerprint:
       return []
+    if recorded_format == 1 and legacy_fingerprint is not None and old == legacy_fingerprint:
+      return [f"note: {self.folds_file} was written by an older version whose data fingerprint "
+              "covers the frame files' names and sizes, not their contents; those match, so the "
+              "contents are recorded from now on (a change of pixels at the same file size made "
+              "before this command cannot be detected)"]
+    if recorded_format not in (1, DATA_FINGERPRINT_FORMAT):
+      raise WorkdirError(f"{self.folds_file} records a data fingerprint of format "
+                         f"{recorded_format!r}, which this version does not know (it writes "
+                         f"format {DATA_FINGERPRINT_FORMAT}): use the cmnet_jax version that "
+                         "trained this workdir, or pass a new --workdir")
     before = meta.get("clips", [])
     removed = [c for c in before if c not in set(clips)]
     added = [c for c in clips if c not in set(before)]
@@ -344,7 +366,8 @@ class Workdir:
     from cmnet_jax import reports  # pylint: disable=g-import-not-at-top
     reports.atomic_write(self.folds_file, json.dumps({
         "class_names": list(class_names), "test_subjects": list(test_subjects),
-        "data_fingerprint": fingerprint, "clips": list(clips)}, indent=1))
+        "data_fingerprint": fingerprint, "data_fingerprint_format": DATA_FINGERPRINT_FORMAT,
+        "clips": list(clips)}, indent=1))
 
   # -- fold-group results ---------------------------------------------------------------------
   def save_group(self, group: int, process: int, arrays: dict[str, Any]) -> Path:
