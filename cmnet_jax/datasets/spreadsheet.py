@@ -52,6 +52,36 @@ def _raw_rows(path: str, sheet: str | None) -> list[tuple]:
     book.close()
 
 
+def column_letter(position: int) -> str:
+  """The spreadsheet letter of a 1-based column position.
+
+  >>> [column_letter(n) for n in (1, 5, 26, 27, 703)]
+  ['A', 'E', 'Z', 'AA', 'AAA']
+  """
+  letters = ""
+  while position > 0:
+    position, rest = divmod(position - 1, 26)
+    letters = chr(ord("A") + rest) + letters
+  return letters
+
+
+def _refuse_repeated_columns(header: Sequence[Any], required: Sequence[str], where: str,
+                             row_number: int) -> None:
+  """A DatasetError if a column the reader uses is headed twice (which one holds the data cannot
+  be known: a dict of cells would keep the last one silently), naming both columns."""
+  wanted = {_header_key(c) for c in required}
+  positions: dict[str, list[int]] = {}
+  for i, value in enumerate(header, start=1):
+    if _header_key(value) in wanted:
+      positions.setdefault(_header_key(value), []).append(i)
+  for key, found in positions.items():
+    if len(found) > 1:
+      columns = " and ".join(f"{column_letter(i)} (column {i})" for i in found)
+      raise DatasetError(f"{where}: header on row {row_number} has the column "
+                         f"{header[found[0] - 1]!r} {len(found)} times, in {columns}; expected it "
+                         f"once (delete or rename all but the one that holds the data)")
+
+
 def read_table(path: str | os.PathLike, *, sheet: str | None, required: Sequence[str],
                first_cell: str = "Subject", max_preamble: int = 40) -> list[Row]:
   """Reads a table whose header row starts with `first_cell`, after any preamble rows.
@@ -85,6 +115,7 @@ def read_table(path: str | os.PathLike, *, sheet: str | None, required: Sequence
     raise DatasetError(f"{where}: no header row whose first cell is {first_cell!r} in the first "
                        f"{max_preamble} rows; expected columns {list(required)}")
   header = rows[h]
+  _refuse_repeated_columns(header, required, where, h + 1)
   have = {_header_key(v) for v in header}
   missing = [c for c in required if _header_key(c) not in have]
   if missing:
