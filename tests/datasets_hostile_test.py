@@ -60,3 +60,56 @@ def test_a_column_headed_twice_in_a_csv_is_refused_and_unread_ones_may_repeat(tm
   with pytest.raises(datasets.DatasetError, match=r"CASME2-coding-x.csv.*'OnsetFrame' 2 times, "
                      r"in D \(column 4\) and I \(column 9\)"):
     datasets.load_index("casme2", root)
+
+
+# -- item 5: annotation values that lead outside the database folder ------------------------------
+
+def _outside(tmp_path):
+  """A clip folder outside the database, with frames a reader must never read."""
+  folder = tmp_path / "outside"
+  fake_trees.write_frames(folder, range(46, 55), "reg_img{}.jpg")
+  return folder
+
+
+@pytest.mark.parametrize("how", ["relative", "absolute"])
+def test_a_casme2_filename_leading_outside_the_root_is_refused_naming_the_row(tmp_path, how):
+  outside = _outside(tmp_path)
+  evil = "../../../outside" if how == "relative" else str(outside)
+  root = _casme2(tmp_path, [ROW, ROW2, dict(ROW, filename=evil, write=False)])
+  with pytest.raises(datasets.DatasetError) as e:
+    datasets.load_index("casme2", root)
+  assert f"{CODING} row 4" in str(e.value) and f"Filename {evil!r} leads outside" in str(e.value)
+
+
+def test_a_samm_filename_leading_outside_the_root_is_refused_naming_the_row(tmp_path):
+  outside = tmp_path / "outside"
+  fake_trees.write_frames(outside, range(5562, 5571), "006_{:05d}.jpg", grey=True)
+  good = dict(subject="006", filename="006_1_3", onset=870, apex=872, offset=874,
+              action_units="1", emotion="Surprise")
+  evil = dict(subject="006", filename="../../../outside", onset=5562, apex=5566, offset=5570,
+              action_units="4", emotion="Anger", write=False)
+  root = fake_trees.write_samm_tree(tmp_path / "SAMM", [good])
+  table = [[f"preamble {i}"] for i in range(12)] + [[], list(fake_trees.SAMM_HEADER)]
+  for row in (good, evil):
+    table.append([row["subject"], row["filename"], 1, row["onset"], row["apex"], row["offset"],
+                  None, "Micro - 1/2", row["action_units"], row["emotion"], 1, None])
+  writers.write_sheet(os.path.join(root, "SAMM_Micro_FACS_Codes_v2.xlsx"), "MICRO_ONLY", table)
+  with pytest.raises(datasets.DatasetError, match=r"006/\.\./\.\./\.\./outside "
+                     r"\(SAMM_Micro_FACS_Codes_v2.xlsx row 16\).*leads outside"):
+    datasets.load_index("samm", root)
+
+
+@pytest.mark.parametrize("clip_release", [True, False], ids=["clip_release", "videos"])
+def test_a_casme3_subject_or_filename_leading_outside_the_root_is_refused(tmp_path,
+                                                                          clip_release):
+  good = dict(subject="spNO.1", filename="a", onset=355, apex=358, offset=361,
+              action_units="4", emotion="happy")
+  evil = dict(good, filename="../../../../outside", write=False)
+  if clip_release:
+    evil = dict(good, subject="../../../outside", write=False)
+  fake_trees.write_frames(tmp_path / "outside_a_355", range(355, 362), "{}.jpg")
+  fake_trees.write_frames(tmp_path / "outside" / "color", range(355, 362), "{}.jpg")
+  root = fake_trees.write_casme3_tree(tmp_path / "CASME3", [good, evil],
+                                      clip_release=clip_release)
+  with pytest.raises(datasets.DatasetError, match=r"row 3\).*leads outside"):
+    datasets.load_index("casme3", root)

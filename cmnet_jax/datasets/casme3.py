@@ -100,10 +100,13 @@ def read_records(root: str, *, annotation: str | None = None, frames: str | None
     seen.add((subject, filename, onset))
     if clip_layout:
       name = f"{spreadsheet.as_text(spreadsheet.cell(row, 'Subject'))}_{filename}_{onset}"
+      for value in (name, f"{subject}_{filename}_{onset}"):
+        frames_lib.check_inside(frames_root, value, item, "Subject_Filename_Onset")
       folder = (frames_lib.find_child(frames_root, name)
                 or frames_lib.find_child(frames_root, f"{subject}_{filename}_{onset}"))
     else:
       folder = subjects.get(subject.lower())
+      frames_lib.check_inside(folder or os.path.join(frames_root, subject), filename, item)
       folder = folder and frames_lib.find_child(folder, filename)
       folder = folder and (frames_lib.find_child(folder, "color") or folder)
     if not folder or not os.path.isdir(folder):

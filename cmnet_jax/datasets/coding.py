@@ -61,6 +61,7 @@ def read_coded_rows(name: str, path: str, frames_root: str, *, sheet: str, colum
       skipped.append(index_lib.Skipped(item, "duplicate (Subject, Filename) key"))
       continue
     seen.add((subject, filename))
+    frames_lib.check_inside(os.path.join(frames_root, subject), filename, item, columns.filename)
     folder = subject_folder(frames_root, subject)
     folder = folder and frames_lib.find_child(folder, filename)
     if not folder or not os.path.isdir(folder):

@@ -44,6 +44,18 @@ def find_child(parent: str, name: str) -> str | None:
   return None
 
 
+def check_inside(parent: str, name: str, item: str, what: str = "Filename") -> None:
+  """A DatasetError naming `item` (the annotation row) if the annotation value `name`, joined to
+  `parent`, leads outside it (`..`, an absolute path): a path built from an annotation cell must
+  never read frames from elsewhere than the database's folder."""
+  target = os.path.normpath(os.path.join(parent, name))
+  base = os.path.normpath(parent)
+  if "\0" in name or os.path.isabs(name) or os.path.commonpath([base, target]) != base:
+    raise DatasetError(f"{item}: {what} {name!r} leads outside the folder {parent!r} "
+                       f"(to {target!r}); expected the name of a folder in it (edit the row: an "
+                       f"annotation value never names a path elsewhere)")
+
+
 def list_frames(folder: str, suffixes: tuple[str, ...] = IMAGE_SUFFIXES, *,
                 within: tuple[int, int] | None = None, item: str = "") -> list[tuple[int, str]]:
   """(frame number, path) of every numbered image file in `folder`, sorted by frame number.
