@@ -113,3 +113,24 @@ def test_a_casme3_subject_or_filename_leading_outside_the_root_is_refused(tmp_pa
                                       clip_release=clip_release)
   with pytest.raises(datasets.DatasetError, match=r"row 3\).*leads outside"):
     datasets.load_index("casme3", root)
+
+
+# -- item 13: an offset typo ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("offset", [540, 1_000_000_000])
+def test_an_implausible_frame_range_is_refused_naming_the_row_before_any_work(tmp_path, offset):
+  root = _casme2(tmp_path, [ROW2, ROW])
+  table = _coding_table([ROW2, dict(ROW, offset=offset)])
+  writers.write_sheet(os.path.join(root, CODING), "Sheet1", table)
+  with pytest.raises(datasets.DatasetError) as e:
+    datasets.load_index("casme2", root)
+  message = str(e.value)
+  assert f"sub01/EP02_01f ({CODING} row 3): frame range 46..{offset}" in message
+  assert "implausible" in message and "9 frame files, numbered 46..54" in message
+
+
+def test_a_few_missing_frames_are_still_a_note(tmp_path):
+  root = _casme2(tmp_path, [ROW2, dict(ROW, frames=[46, 47, 54])])
+  index = datasets.load_index("casme2", root)
+  assert any("6 of 9 frames missing" in note and "[48, 49, 50, 51, 52]" in note
+             for note in index.notes)

@@ -115,6 +115,7 @@ def read_records(root: str, *, annotation: str | None = None, frames: str | None
     records.append(frames_lib.annotated_record(
         NAME, subject, f"{filename}_{onset}", folder, onset, apex, offset,
         spreadsheet.as_text(spreadsheet.cell(row, "emotion")),
-        spreadsheet.as_text(spreadsheet.cell(row, "AU")), notes, suffixes=(".jpg", ".jpeg")))
+        spreadsheet.as_text(spreadsheet.cell(row, "AU")), notes, suffixes=(".jpg", ".jpeg"),
+        row=f"{os.path.basename(path)} row {row.number}"))
   return records, skipped, notes
 

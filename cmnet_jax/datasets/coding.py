@@ -72,7 +72,7 @@ def read_coded_rows(name: str, path: str, frames_root: str, *, sheet: str, colum
         name, subject, filename, folder, onset, spreadsheet.as_int(apex_written), offset,
         spreadsheet.as_text(spreadsheet.cell(row, columns.emotion)),
         spreadsheet.as_text(spreadsheet.cell(row, columns.action_units)), notes,
-        apex_written=apex_written))
+        apex_written=apex_written, row=f"{os.path.basename(path)} row {row.number}"))
   return records, skipped, notes
 
 

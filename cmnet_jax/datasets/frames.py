@@ -106,28 +106,48 @@ def same_size(frames: list[tuple[int, str]], item: str
   return [(n, p) for (n, p), s in zip(frames, sizes) if s == size], note
 
 
+# A frame range missing more than this many frames, and more than twice the frames it has, is
+# refused as a typo in the annotation (e.g. offset 1e9): `clip_frames`.
+IMPLAUSIBLE_MISSING = 50
+
+
 def clip_frames(folder: str, onset: int, offset: int, item: str,
-                suffixes: tuple[str, ...] = IMAGE_SUFFIXES
+                suffixes: tuple[str, ...] = IMAGE_SUFFIXES, *, row: str = ""
                 ) -> tuple[tuple[int, ...], tuple[str, ...], list[str]]:
   """Frames numbered onset..offset in `folder`: (numbers, paths, notes on missing frames and on
   frames of another size, left out; see `same_size`).
 
-  Raises DatasetError if the folder has no image at all or none of the wanted frames, or if two
-  of the wanted frames share a number (`list_frames`).
+  Raises DatasetError (naming `item` and `row`, the annotation row) if the folder has no image
+  at all or none of the wanted frames, if two of the wanted frames share a number
+  (`list_frames`), or if the range is implausible against the files present: more than
+  `IMPLAUSIBLE_MISSING` frames missing and more than twice the frames present (a typo such as
+  offset 1e9, which would otherwise be listed frame by frame).
   """
+  where = f"{item}{f' ({row})' if row else ''}"
   frames = list_frames(folder, suffixes, within=(onset, offset), item=item)
   if not frames:
-    raise DatasetError(f"{item}: clip folder {folder!r} holds no frame images "
+    raise DatasetError(f"{where}: clip folder {folder!r} holds no frame images "
                        f"(expected files {onset}..{offset} with suffix {suffixes})")
   kept = [(n, p) for n, p in frames if onset <= n <= offset]
   if not kept:
-    raise DatasetError(f"{item}: clip folder {folder!r} has none of frames {onset}..{offset} "
+    raise DatasetError(f"{where}: clip folder {folder!r} has none of frames {onset}..{offset} "
                        f"(its files are numbered {frames[0][0]}..{frames[-1][0]})")
   notes = []
   missing = (offset - onset + 1) - len(kept)
+  if missing > max(IMPLAUSIBLE_MISSING, 2 * len(kept)):
+    raise DatasetError(
+        f"{where}: frame range {onset}..{offset} ({offset - onset + 1} frames) is implausible: "
+        f"the clip folder {folder!r} holds {len(frames)} frame files, numbered "
+        f"{frames[0][0]}..{frames[-1][0]}, {len(kept)} of them in the range; check the row's "
+        f"onset and offset (a typo?)")
   if missing:
     have = {n for n, _ in kept}
-    gaps = [n for n in range(onset, offset + 1) if n not in have]
+    gaps = []
+    for n in range(onset, offset + 1):   # at most len(kept) + 5 steps
+      if n not in have:
+        gaps.append(n)
+        if len(gaps) == 5:
+          break
     notes.append(f"{item}: {missing} of {offset - onset + 1} frames missing in {folder!r} "
                  f"(e.g. {gaps[:5]}); using the {len(kept)} present")
   kept, note = same_size(kept, item)
@@ -266,11 +286,12 @@ def read_frames(record: ClipRecord, positions: np.ndarray, *, image_size: int) -
 def annotated_record(dataset: str, subject: str, clip_id: str, folder: str, onset: int,
                      apex: int | None, offset: int, emotion: str, action_units: str,
                      notes: list[str], *, apex_written: object = None,
-                     suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> ClipRecord:
+                     suffixes: tuple[str, ...] = IMAGE_SUFFIXES, row: str = "") -> ClipRecord:
   """A record for an annotated clip folder; an apex that is not coded ('/') or lies outside
-  [onset, offset] becomes the middle frame (onset + offset) // 2, with a note appended."""
+  [onset, offset] becomes the middle frame (onset + offset) // 2, with a note appended.
+  `row` ('CASME2-coding-20190701.xlsx row 5') is named in errors."""
   item = f"{dataset} {subject}/{clip_id}"
-  numbers, paths, found = clip_frames(folder, onset, offset, item, suffixes)
+  numbers, paths, found = clip_frames(folder, onset, offset, item, suffixes, row=row)
   notes += found
   if apex is None or not onset <= apex <= offset:
     middle = (onset + offset) // 2
