@@ -18,15 +18,19 @@ What a workdir accepts (`check_config`, `check_data`): the same config and data 
 re-print; any config when nothing is trained yet (no checkpoint, no finished fold group: the
 new config replaces the old one); once something is trained only `RESUMABLE` keys may change
 (where the data are, how often checkpoints are kept), never what is trained or on which data.
+A key absent from config.json (added to the code after the run) counts as its default
+(`config_defaults`), which keeps the earlier behaviour; absent with another value, it differs.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import time
 import warnings
@@ -70,16 +74,73 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
   return {prefix[:-1]: json.loads(json.dumps(tree))}
 
 
-def config_diff(old: dict, new: dict) -> list[str]:
+def config_diff(old: dict, new: dict, defaults: Optional[dict] = None) -> list[str]:
   """`key: old -> new` for every differing key of two nested config dicts.
+
+  `defaults` (flat, see `config_defaults`): a key absent from `old` (a config recorded before
+  the key existed) counts as its default, the value that keeps the code's earlier behaviour.
 
   >>> config_diff({'t': {'lr': 0.1, 'n': 2}}, {'t': {'lr': 0.2, 'n': 2, 'x': 1}})
   ['t.lr: 0.1 -> 0.2', 't.x: (absent) -> 1']
+  >>> config_diff({'t': {'n': 2}}, {'t': {'n': 2, 'x': 0, 'y': 1}}, {'t.x': 0, 't.y': 0})
+  ['t.y: (absent; its default 0) -> 1']
   """
   a, b = flatten(old), flatten(new)
-  show = lambda d, k: json.dumps(d[k], sort_keys=True) if k in d else "(absent)"
-  return [f"{k}: {show(a, k)} -> {show(b, k)}" for k in sorted(set(a) | set(b))
-          if show(a, k) != show(b, k)]  # compared as text: NaN equals NaN
+  defaults = defaults or {}
+  text = lambda v: json.dumps(v, sort_keys=True)
+  def show(d, k):
+    if k in d:
+      return text(d[k])
+    return f"(absent; its default {text(defaults[k])})" if d is a and k in defaults else "(absent)"
+  def same(k):  # compared as text: NaN equals NaN
+    if k not in a and k in defaults and k in b:
+      return text(defaults[k]) == text(b[k])
+    return show(a, k) == show(b, k)
+  return [f"{k}: {show(a, k)} -> {show(b, k)}" for k in sorted(set(a) | set(b)) if not same(k)]
+
+
+def config_defaults(recorded: dict) -> dict[str, Any]:
+  """{'block.key': default} of every key the code now reads, for the database and scale of a
+  recorded config: `configs/common.py`'s `base_config` (the file where every key is declared
+  with its default, loss terms included), {} when this checkout has no configs/common.py.
+
+  A key added to the code takes a default that keeps the earlier behaviour (e.g. a new loss
+  term's coefficient 0), so a config recorded before it existed is that default, not a
+  difference (issue 23): older workdirs stay resumable, re-printable and evaluable.
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  file = Path(__file__).resolve().parents[1] / "configs" / "common.py"
+  module = sys.modules.get("configs.common")
+  if module is None or Path(getattr(module, "__file__", "")).resolve() != file:
+    if not file.is_file():
+      return {}
+    spec = importlib.util.spec_from_file_location("cmnet_jax_config_defaults", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+  data, model = recorded.get("data") or {}, recorded.get("model") or {}
+  scale = "paper" if model.get("encoder") == "resnet18" else "small"
+  return flatten(module.base_config(str(data.get("name", "synthetic")), scale).to_dict())
+
+
+def with_defaults(recorded: dict, defaults: dict[str, Any]) -> tuple[dict, list[str]]:
+  """(`recorded` with its absent keys set to their defaults, the keys added).
+
+  >>> with_defaults({'t': {'n': 2}}, {'t.n': 5, 't.x': 0, 'u.y': [1]})
+  ({'t': {'n': 2, 'x': 0}, 'u': {'y': [1]}}, ['t.x', 'u.y'])
+  """
+  out, present, added = json.loads(json.dumps(recorded)), flatten(recorded), []
+  for key in sorted(defaults):
+    if key in present:
+      continue
+    node, *path = out, *key.split(".")
+    for part in path[:-1]:
+      node = node.setdefault(part, {})
+      if not isinstance(node, dict):
+        break
+    else:
+      node[path[-1]] = defaults[key]
+      added.append(key)
+  return out, added
 
 
 def _resumable(line: str) -> bool:
@@ -170,14 +231,30 @@ class Workdir:
     included), so a dead run never leaves a stale lock.
     """
     path = self.lock_file(process)
+    # Never through a link (a planted `.lock -> ~/.bashrc` would be truncated and written) and
+    # never blocking on a FIFO; created with the umask's mode.
+    flags = ((os.O_RDONLY if shared else os.O_RDWR | os.O_CREAT)
+             | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-      fd = os.open(path, os.O_RDONLY if shared else os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-      if shared:  # no lock file and no right to make one: nothing here will be written
-        yield
+      fd = os.open(path, flags, 0o666)
+    except OSError as e:
+      if path.is_symlink() or e.errno == errno.ELOOP:
+        raise WorkdirError(self._not_a_lock(path, f"a symbolic link (to {os.readlink(path)})")
+                           ) from None
+      if e.errno == errno.EISDIR:
+        raise WorkdirError(self._not_a_lock(path, "a folder")) from None
+      if shared and e.errno in (errno.ENOENT, errno.EACCES, errno.EROFS):
+        yield  # no lock file and no right to make one: nothing here will be written
         return
-      raise
+      raise WorkdirError(f"cannot open the workdir's lock file {path} ({e.strerror}); a run "
+                         "holds it while it uses the workdir") from None
     try:
+      st = os.fstat(fd)
+      if not stat.S_ISREG(st.st_mode):
+        raise WorkdirError(self._not_a_lock(path, "not a regular file"))
+      if st.st_nlink > 1:
+        raise WorkdirError(self._not_a_lock(path, f"a file with {st.st_nlink} hard links (the "
+                                                  "others are other files' names)"))
       try:
         fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
       except BlockingIOError:
@@ -192,6 +269,12 @@ class Workdir:
       yield
     finally:
       os.close(fd)
+
+  def _not_a_lock(self, path: Path, what: str) -> str:
+    return (f"{path} is {what}, not the lock file a run makes there (a plain file it writes its "
+            f"pid into); nothing was written through it. A run never makes one: remove it (rm "
+            f"{'-r ' if path.is_dir() and not path.is_symlink() else ''}{path}) and run the "
+            "command again")
 
   # -- what is trained ------------------------------------------------------------------------
   def group_files(self) -> list[GroupFile]:
@@ -268,7 +351,8 @@ class Workdir:
     if recorded is None:
       raise WorkdirError(f"{self.config_file} does not exist: {self.path} holds no trained run "
                          "(train first: python run.py --workdir=...)")
-    return ml_collections.ConfigDict(recorded)
+    # Keys added to the code since it was recorded: their defaults (the earlier behaviour).
+    return ml_collections.ConfigDict(with_defaults(recorded, config_defaults(recorded))[0])
 
   def check_config(self, config) -> list[str]:
     """Whether `config` may run here; returns notes to print, raises WorkdirError if not.
@@ -280,7 +364,8 @@ class Workdir:
     recorded = self.read_config()
     if recorded is None:
       return []
-    diff = config_diff(recorded, json.loads(config.to_json_best_effort(sort_keys=True)))
+    diff = config_diff(recorded, json.loads(config.to_json_best_effort(sort_keys=True)),
+                       config_defaults(recorded))
     if not diff:
       return []
     trained = self.trained()

@@ -2,6 +2,7 @@
 and what to do, before any work, and nothing the earlier run wrote changes.
 
 Most cases start from a copy of the finished tiny run (`tiny_run` in conftest.py)."""
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import openpyxl
 import pytest
 
 from cmnet_jax import cli
+from cmnet_jax import config_blocks
 from cmnet_jax import train
 from cmnet_jax import workdir as workdir_lib
 from cmnet_jax.datasets import synthetic
@@ -165,3 +167,59 @@ def test_config_diff_names_every_key():
   assert workdir_lib.config_diff({"a": {"x": 1, "y": [1, 2]}, "b": {"z": float("nan")}},
                                  {"a": {"x": 2, "y": (1, 2)}, "b": {"z": float("nan")}}) == [
                                      "a.x: 1 -> 2"]
+
+
+def _drop_recorded_key(wd, key):
+  """Makes `wd` an older workdir: its config.json recorded before `key` existed."""
+  recorded = wd.read_config()
+  block, name = key.split(".")
+  del recorded[block][name]
+  wd.config_file.write_text(json.dumps(recorded, indent=2))
+
+
+def test_a_workdir_recorded_before_a_key_existed_resumes_re_prints_and_evaluates(
+    tiny_run, tmp_path, capsys):
+  """Issue 23: a new config key (e.g. a loss term's coefficient, default 0) locked every older
+  workdir out ('(absent) -> 0.0 ... change it back'). A key absent from config.json counts as
+  its default; absent with another value is still refused."""
+  workdir = _copy(tiny_run, tmp_path)
+  wd = workdir_lib.Workdir(workdir)
+  before = wd.report("predictions").read_text()
+  _drop_recorded_key(wd, "loss.lambda_order")         # = its default (1.0) in tiny's config
+  _drop_recorded_key(wd, "train.num_epochs")          # tiny trains 2 epochs, the default is 20
+  err = _refused(capsys, workdir)
+  assert "train.num_epochs: (absent; its default 20) -> 2" in err and "lambda_order" not in err
+  _drop_recorded_key(wd, "model.dropout")             # tiny keeps the default
+  recorded = wd.read_config()
+  recorded["train"]["num_epochs"] = 2
+  wd.config_file.write_text(json.dumps(recorded))
+  assert cli.run("train", tiny.get_config(), workdir) == 0        # re-print
+  assert "rows  samples" in capsys.readouterr().out
+  _drop_recorded_key(wd, "loss.lambda_order")
+  loaded = wd.load_config()                 # eval and predict: the recorded config + defaults
+  assert loaded.loss.lambda_order == 1.0 and loaded.model.dropout == 0.2
+  config_blocks.validate(loaded)
+  # Resume: the final epoch, its group file and the reports removed.
+  shutil.rmtree(wd.checkpoint_dir(0, 0) / "2")
+  wd.group_file(0, 0).unlink()
+  wd.results_file.unlink()
+  assert cli.run("train", tiny.get_config(), workdir) == 0
+  assert wd.report("predictions").read_text() == before and wd.is_finished()
+  assert wd.read_config()["loss"]["lambda_order"] == 1.0          # recorded in full again
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink", "folder", "fifo"])
+def test_a_lock_that_is_not_a_plain_file_is_refused_and_nothing_is_written_through_it(
+    tmp_path, capsys, kind):
+  """Issue 23: `<workdir>/.lock -> ~/.bashrc` made the run truncate and write the link's target."""
+  victim = tmp_path / "victim.txt"
+  victim.write_text("precious\n")
+  wd = workdir_lib.Workdir(tmp_path / "run")
+  wd.create()
+  make = {"symlink": lambda p: p.symlink_to(victim), "hardlink": lambda p: os.link(victim, p),
+          "folder": lambda p: p.mkdir(), "fifo": os.mkfifo}
+  make[kind](wd.lock_file())
+  err = _refused(capsys, wd.path)
+  assert f"{wd.lock_file()} is " in err and "nothing was written through it" in err
+  assert "remove it" in err and victim.read_text() == "precious\n"
+  assert sorted(p.name for p in wd.path.iterdir()) == [".lock"]
