@@ -134,3 +134,32 @@ def test_a_few_missing_frames_are_still_a_note(tmp_path):
   index = datasets.load_index("casme2", root)
   assert any("6 of 9 frames missing" in note and "[48, 49, 50, 51, 52]" in note
              for note in index.notes)
+
+
+# -- item 15: duplicate rows with conflicting labels ----------------------------------------------
+
+def test_casme2_duplicate_rows_with_other_labels_say_so_and_which_row_was_kept(tmp_path):
+  root = _casme2(tmp_path, [ROW, ROW2, dict(ROW, emotion="disgust", write=False),
+                            dict(ROW2, write=False)])
+  index = datasets.load_index("casme2", root)
+  assert [c.emotion for c in index.clips] == ["happiness", "disgust"]
+  reasons = {s.item: s.reason for s in index.skipped}
+  assert reasons[f"sub01/EP02_01f ({CODING} row 4)"] == (
+      "duplicate (Subject, Filename) key of row 2, which is kept; the labels differ: Estimated "
+      "Emotion 'disgust' in row 4, 'happiness' in row 2 (check which is right)")
+  assert reasons[f"sub02/EP03_02 ({CODING} row 5)"].endswith("of row 3, which is kept; same values")
+  assert "the labels differ" in index.report()
+
+
+def test_megc2019_rows_listed_twice_with_other_classes_say_so_and_which_line_was_kept(tmp_path):
+  fake_trees.write_casme2_tree(tmp_path / "CASME2", [ROW, ROW2])
+  fake_trees.write_megc2019_csv(tmp_path / "combined_3class_gt.csv", [
+      ("casme2", "sub01", "EP02_01f", 1), ("casme2", "sub02", "EP03_02", 0),
+      ("casme2", "sub01", "EP02_01f", 0), ("casme2", "sub02", "EP03_02", 0)])
+  index = datasets.load_index("megc2019", tmp_path)
+  assert [(c.clip_id, c.label) for c in index.clips] == [("EP02_01f", 1), ("EP03_02", 0)]
+  reasons = [s.reason for s in index.skipped]
+  assert reasons == [
+      "listed twice: also on line 1, which is kept; the classes differ: 0 (negative) on line 3, "
+      "1 (positive) on line 1 (check which is right)",
+      "listed twice: also on line 2, which is kept; same class"]

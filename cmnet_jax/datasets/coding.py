@@ -41,7 +41,7 @@ def read_coded_rows(name: str, path: str, frames_root: str, *, sheet: str, colum
     subject_name: cell value -> canonical subject ('sub01', '006'), None if not a subject number.
     subject_folder: (frames_root, subject) -> the subject's folder, or None.
   """
-  records, skipped, notes, seen = [], [], [], set()
+  records, skipped, notes, seen = [], [], [], {}
   for row in spreadsheet.read_table(path, sheet=sheet, required=tuple(columns)):
     subject = subject_name(spreadsheet.cell(row, columns.subject))
     filename = spreadsheet.as_text(spreadsheet.cell(row, columns.filename))
@@ -57,10 +57,14 @@ def read_coded_rows(name: str, path: str, frames_root: str, *, sheet: str, colum
       skipped.append(index_lib.Skipped(item, f"broken row: onset {onset!r} / offset {offset!r} "
                                              f"do not form a frame range"))
       continue
+    values = {c: spreadsheet.as_text(spreadsheet.cell(row, c))
+              for c in (columns.emotion, columns.onset, columns.apex, columns.offset,
+                        columns.action_units)}
     if (subject, filename) in seen:
-      skipped.append(index_lib.Skipped(item, "duplicate (Subject, Filename) key"))
+      skipped.append(index_lib.Skipped(item, duplicate_reason(
+          "(Subject, Filename) key", *seen[(subject, filename)], row.number, values)))
       continue
-    seen.add((subject, filename))
+    seen[(subject, filename)] = (row.number, values)
     frames_lib.check_inside(os.path.join(frames_root, subject), filename, item, columns.filename)
     folder = subject_folder(frames_root, subject)
     folder = folder and frames_lib.find_child(folder, filename)
@@ -74,6 +78,26 @@ def read_coded_rows(name: str, path: str, frames_root: str, *, sheet: str, colum
         spreadsheet.as_text(spreadsheet.cell(row, columns.action_units)), notes,
         apex_written=apex_written, row=f"{os.path.basename(path)} row {row.number}"))
   return records, skipped, notes
+
+
+def duplicate_reason(key: str, kept_row: int, kept: dict[str, str], row: int,
+                     values: dict[str, str]) -> str:
+  """Why a repeated row is skipped: which row was kept and whether the two differ, the label
+  (the first of `values`) first.
+
+  >>> duplicate_reason('(Subject, Filename) key', 2, {'Emotion': 'happiness', 'AU': '12'}, 9,
+  ...                  {'Emotion': 'disgust', 'AU': '12'})
+  "duplicate (Subject, Filename) key of row 2, which is kept; the labels differ: Emotion 'disgust' in row 9, 'happiness' in row 2 (check which is right)"
+  """
+  differ = [c for c in values if values[c] != kept.get(c)]
+  if not differ:
+    return f"duplicate {key} of row {kept_row}, which is kept; same values"
+  label = next(iter(values))
+  listed = "; ".join(f"{c} {values[c]!r} in row {row}, {kept.get(c)!r} in row {kept_row}"
+                     for c in differ)
+  what = "the labels differ" if label in differ else "the labels agree, other values differ"
+  return (f"duplicate {key} of row {kept_row}, which is kept; {what}: {listed} (check which is "
+          "right)")
 
 
 def coded_reader(name: str, *, annotation_names: tuple[str, ...], frame_folders: tuple[str, ...],

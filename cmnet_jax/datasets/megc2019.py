@@ -79,17 +79,23 @@ def load(root: str, *, classes: str | None = None, annotation: str | None = None
     found.update({_key(database, r.subject, r.clip_id, module): r for r in records})
     skipped += [index_lib.Skipped(f"{database} {s.item}", s.reason) for s in part_skipped]
     notes += part_notes
-  clips, seen = [], set()
+  clips, seen = [], {}
   for n, database, subject, filename, label in membership:
     module = importlib.import_module(f"{__package__}.{database}")
     key = _key(database, subject, filename, module)
     item = f"{database} {subject}/{filename} ({os.path.basename(path)} line {n})"
     if key in seen:
-      skipped.append(index_lib.Skipped(item, "listed twice"))
+      first, first_label = seen[key]
+      kept = "which is kept" if key in found else "(not found either)"
+      skipped.append(index_lib.Skipped(item, (
+          f"listed twice: also on line {first}, {kept}; " + (
+              f"the classes differ: {label} ({class_names[label]}) on line {n}, {first_label} "
+              f"({class_names[first_label]}) on line {first} (check which is right)"
+              if label != first_label else "same class"))))
     elif key not in found:
       skipped.append(index_lib.Skipped(item, f"not found in the {database} tree as "
                                              f"{key[1]}/{key[2]}"))
     else:
       clips.append(dataclasses.replace(found[key], label=label))
-    seen.add(key)
+    seen.setdefault(key, (n, label))
   return index_lib.make_index(NAME, root, class_names, clips, skipped, notes)
