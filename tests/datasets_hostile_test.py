@@ -7,6 +7,7 @@ import os
 import pytest
 
 from cmnet_jax import datasets
+from cmnet_jax.datasets import frames
 from cmnet_jax.datasets import writers
 from cmnet_jax.testing import fake_trees
 
@@ -163,3 +164,42 @@ def test_megc2019_rows_listed_twice_with_other_classes_say_so_and_which_line_was
       "listed twice: also on line 1, which is kept; the classes differ: 0 (negative) on line 3, "
       "1 (positive) on line 1 (check which is right)",
       "listed twice: also on line 2, which is kept; same class"]
+
+
+# -- item 12: a decompression bomb ----------------------------------------------------------------
+
+def _png_header_only(path, width, height):
+  """A small PNG whose header claims `width` x `height` (the pixels are never there)."""
+  import struct
+  import zlib
+
+  def chunk(kind, data):
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+  with open(path, "wb") as f:
+    f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0,
+                                                                0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+  return str(path)
+
+
+@pytest.mark.parametrize("side", [20000, 9000])   # above PIL's error limit; above ours only
+def test_a_decompression_bomb_frame_is_refused_naming_it_in_training(tmp_path, side):
+  root = _casme2(tmp_path, [ROW, ROW2])
+  folder = os.path.join(root, "Cropped", "sub01", "EP02_01f")
+  os.remove(os.path.join(folder, "reg_img50.jpg"))
+  bomb = _png_header_only(os.path.join(folder, "reg_img50.png"), side, side)
+  with pytest.raises(datasets.DatasetError) as e:
+    datasets.load_index("casme2", root)
+  assert f"frame {bomb!r}" in str(e.value) and f"{frames.MAX_FRAME_PIXELS}" in str(e.value)
+  with pytest.raises(datasets.DatasetError, match="decompression bomb"):
+    frames.decode_frame(_png_header_only(tmp_path / "b.png", 9000, 9000), 16, "clip")
+
+
+def test_a_decompression_bomb_frame_is_refused_naming_it_in_predict(tmp_path, capsys):
+  from cmnet_jax import predict  # pylint: disable=g-import-not-at-top
+  folder = tmp_path / "clip"
+  fake_trees.write_frames(folder, range(1, 6), "img{}.jpg")
+  bomb = _png_header_only(folder / "img6.png", 20000, 20000)
+  with pytest.raises(datasets.DatasetError, match=f"frame {bomb!r} claims more pixels"):
+    predict.clip_frame_paths(str(folder), onset=None, offset=None)

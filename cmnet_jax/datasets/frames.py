@@ -9,8 +9,11 @@ Odd files are dealt with before any work: two files with one frame number are an
 both; a frame whose size differs from the rest of its clip is left out with a note (as a missing
 frame); 16-bit greyscale images are scaled to 8 bits, not clipped.
 """
+import contextlib
 import os
 import re
+import warnings
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -18,6 +21,11 @@ from PIL import Image
 from cmnet_jax.datasets.index import ClipRecord, DatasetError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".bmp", ".png")
+# The largest frame read, in pixels (width x height), checked from the file's header before any
+# pixel is decoded: a decompression bomb (a small PNG whose header claims 20000x20000) is refused
+# naming the frame. 8192 x 8192, far above any micro-expression camera (SAMM: 2040 x 1088) and
+# below PIL's own limit (`PIL.Image.MAX_IMAGE_PIXELS`, 89 million, which only warns).
+MAX_FRAME_PIXELS = 8192 * 8192
 _LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 
 
@@ -79,14 +87,36 @@ def list_frames(folder: str, suffixes: tuple[str, ...] = IMAGE_SUFFIXES, *,
   return [(n, os.path.join(folder, entries[0])) for n, entries in sorted(found.items())]
 
 
+@contextlib.contextmanager
+def open_frame(path: str, item: str = "") -> Iterator[Image.Image]:
+  """`PIL.Image.open(path)` (the header only), refusing with a DatasetError naming the frame an
+  image of more than `MAX_FRAME_PIXELS` pixels (a decompression bomb) or an unreadable file."""
+  prefix = f"{item}: " if item else ""
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+      image = Image.open(path)
+  except Image.DecompressionBombError as e:
+    raise DatasetError(f"{prefix}frame {path!r} claims more pixels than any frame may have "
+                       f"({e}); the limit is {MAX_FRAME_PIXELS} pixels "
+                       f"(frames.MAX_FRAME_PIXELS): replace the file") from None
+  except (OSError, SyntaxError, ValueError) as e:
+    raise DatasetError(f"{prefix}corrupt or unreadable image {path!r} ({e}); expected a "
+                       f"jpg/bmp/png frame") from e
+  with image:
+    width, height = image.size
+    if width * height > MAX_FRAME_PIXELS:
+      raise DatasetError(f"{prefix}frame {path!r} is {width}x{height} = {width * height} pixels "
+                         f"by its header, above the limit of {MAX_FRAME_PIXELS} "
+                         f"(frames.MAX_FRAME_PIXELS; a decompression bomb or a wrong file): "
+                         f"replace it with the clip's frame")
+    yield image
+
+
 def frame_size(path: str, item: str = "") -> tuple[int, int]:
   """(width, height) from the image file's header (the pixels are not decoded)."""
-  try:
-    with Image.open(path) as image:
-      return image.size
-  except (OSError, SyntaxError, ValueError) as e:
-    raise DatasetError(f"{item + ': ' if item else ''}corrupt or unreadable image {path!r} ({e});"
-                       f" expected a jpg/bmp/png frame") from e
+  with open_frame(path, item) as image:
+    return image.size
 
 
 def same_size(frames: list[tuple[int, str]], item: str
@@ -243,13 +273,13 @@ def decode_frame(path: str, image_size: int, item: str = "") -> np.ndarray:
   bilinear-resized to square."""
   if not os.path.isfile(path):
     raise DatasetError(f"{item}: frame file {path!r} does not exist (expected a jpg/bmp image)")
-  try:
-    with Image.open(path) as image:
+  with open_frame(path, item) as image:
+    try:
       image.load()
       image = to_rgb8(image)
-  except (OSError, SyntaxError, ValueError) as e:
-    raise DatasetError(f"{item}: corrupt or unreadable image {path!r} ({e}); expected a "
-                       f"jpg/bmp/png frame") from e
+    except (OSError, SyntaxError, ValueError) as e:
+      raise DatasetError(f"{item}: corrupt or unreadable image {path!r} ({e}); expected a "
+                         f"jpg/bmp/png frame") from e
   if image.size != (image_size, image_size):
     image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
   return np.asarray(image, dtype=np.uint8)
