@@ -14,6 +14,7 @@ import pytest
 
 from cmnet_jax import cli
 from cmnet_jax import config_blocks
+from cmnet_jax import reports
 from cmnet_jax import train
 from cmnet_jax import workdir as workdir_lib
 from cmnet_jax.datasets import synthetic
@@ -223,3 +224,22 @@ def test_a_lock_that_is_not_a_plain_file_is_refused_and_nothing_is_written_throu
   assert f"{wd.lock_file()} is " in err and "nothing was written through it" in err
   assert "remove it" in err and victim.read_text() == "precious\n"
   assert sorted(p.name for p in wd.path.iterdir()) == [".lock"]
+
+
+@pytest.mark.parametrize("mask", [0o077, 0o002], ids=["077", "002"])
+def test_files_a_run_writes_honour_the_umask(tiny_run, tmp_path, mask):
+  """Issue 23: atomic writes (config.json, folds.json, the reports) were 0o644 whatever the
+  umask, so a private umask (077) still left them readable by every user."""
+  workdir = _copy(tiny_run, tmp_path)
+  wd = workdir_lib.Workdir(workdir)
+  wd.lock_file().unlink()
+  old = os.umask(mask)
+  try:
+    reports.atomic_write(tmp_path / "a.txt", "x")
+    train.train_and_evaluate(tiny.get_config(), workdir)    # re-print: rewrites config, reports
+  finally:
+    os.umask(old)
+  written = [tmp_path / "a.txt", wd.lock_file(), wd.config_file, wd.folds_file,
+             *(wd.report(name) for name in workdir_lib.REPORTS)]
+  assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {
+      p.name: oct(0o666 & ~mask) for p in written}

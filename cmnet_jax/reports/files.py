@@ -26,8 +26,24 @@ ORACLE_LABEL = ("ORACLE best epoch: per fold, the epoch that scored best on its 
                 "with papers only, never a result")
 
 
+def umask() -> int:
+  """The process's umask, read without changing it (/proc), else by setting it back at once."""
+  try:
+    with open("/proc/self/status", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError):
+    pass
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
   """Writes `data` to `path` so that readers see the old or the new file, never a partial one.
+
+  The file gets the mode `open()` would give it (0o666 less the umask).
 
   >>> d = tempfile.mkdtemp()
   >>> p = atomic_write(os.path.join(d, 'a.txt'), 'hi\\n')
@@ -43,7 +59,7 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
       f.write(raw)
       f.flush()
       os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp's 0o600, widened as open() would make it
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
