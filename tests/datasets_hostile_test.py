@@ -203,3 +203,24 @@ def test_a_decompression_bomb_frame_is_refused_naming_it_in_predict(tmp_path, ca
   bomb = _png_header_only(folder / "img6.png", 20000, 20000)
   with pytest.raises(datasets.DatasetError, match=f"frame {bomb!r} claims more pixels"):
     predict.clip_frame_paths(str(folder), onset=None, offset=None)
+
+
+# -- item 19: a formula cell without a saved value ------------------------------------------------
+
+def test_a_formula_cell_without_a_saved_value_is_named_with_the_reason(tmp_path):
+  root = _casme2(tmp_path)
+  table = _coding_table([ROW, ROW2])
+  table[2][5] = "=D3+4"     # OffsetFrame of the second row (F3): openpyxl saves no value for it
+  writers.write_sheet(os.path.join(root, CODING), "Sheet1", table)
+  with pytest.raises(datasets.DatasetError) as e:
+    datasets.load_index("casme2", root)
+  message = str(e.value)
+  assert CODING in message and "cell F3 ('OffsetFrame') holds the formula '=D3+4'" in message
+  assert "without computing them" in message and "save it again" in message
+
+
+def test_formula_cells_the_reader_does_not_use_are_not_an_error(tmp_path):
+  root = fake_trees.write_samm_tree(tmp_path, [dict(
+      subject="006", filename="006_1_2", onset=5562, apex=5566, offset=5570, action_units="4",
+      emotion="Anger")])   # its Duration column is a formula with no saved value, as in SAMM
+  assert len(datasets.load_index("samm", root).clips) == 1

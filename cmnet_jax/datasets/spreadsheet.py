@@ -24,7 +24,9 @@ def _header_key(value: Any) -> str:
   return " ".join(str(value).split()).lower() if value is not None else ""
 
 
-def _raw_rows(path: str, sheet: str | None) -> list[tuple]:
+def _raw_rows(path: str, sheet: str | None, *, formulas: bool = False) -> list[tuple]:
+  """Every row's cell values (`formulas`: an .xlsx formula cell's text, e.g. '=D2+1', instead of
+  the value the program that saved the file computed)."""
   if path.lower().endswith(".csv"):
     try:
       with open(path, newline="", encoding="utf-8-sig") as f:
@@ -32,7 +34,7 @@ def _raw_rows(path: str, sheet: str | None) -> list[tuple]:
     except (OSError, UnicodeDecodeError, csv.Error) as e:
       raise DatasetError(f"cannot read CSV file {path!r}: {e}") from e
   try:
-    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    book = openpyxl.load_workbook(path, read_only=True, data_only=not formulas)
   except (OSError, zipfile.BadZipFile, KeyError, ValueError) as e:
     raise DatasetError(f"cannot read spreadsheet {path!r} ({type(e).__name__}: {e}); expected an "
                        f".xlsx workbook") from e
@@ -121,13 +123,34 @@ def read_table(path: str | os.PathLike, *, sheet: str | None, required: Sequence
   if missing:
     raise DatasetError(f"{where}: header on row {h + 1} lacks columns {missing}; found "
                        f"{[v for v in header if v is not None]}")
-  out = []
+  out, blank = [], []
+  wanted = [i for i, v in enumerate(header) if _header_key(v) in {_header_key(c) for c in required}]
   for n, values in enumerate(rows[h + 1:], start=h + 2):
     cells = {str(k).strip(): v for k, v in zip(header, values) if k is not None and str(k).strip()}
     if all(v is None or (isinstance(v, str) and not v.strip()) for v in cells.values()):
       continue
     out.append(Row(n, cells))
+    blank += [(n, i) for i in wanted if i >= len(values) or values[i] is None]
+  if blank and not path.lower().endswith(".csv"):
+    _refuse_formulas_without_values(path, sheet, where, header, blank)
   return out
+
+
+def _refuse_formulas_without_values(path: str, sheet: str | None, where: str,
+                                    header: Sequence[Any], blank: list[tuple[int, int]]) -> None:
+  """A DatasetError naming the first of the blank cells the reader uses (row number, 0-based
+  column) that holds a formula: the file keeps no value for it (it was saved by a program that
+  writes formulas without computing them), so its value cannot be read."""
+  rows = _raw_rows(path, sheet, formulas=True)
+  for n, i in blank:
+    formula = rows[n - 1][i] if n - 1 < len(rows) and i < len(rows[n - 1]) else None
+    if isinstance(formula, str) and formula.startswith("="):
+      raise DatasetError(
+          f"{where}: cell {column_letter(i + 1)}{n} ({header[i]!r}) holds the formula {formula!r} "
+          f"with no saved value: the file was last saved by a program that writes formulas "
+          f"without computing them (a script using openpyxl or pandas, for example). Open it in "
+          f"Excel or LibreOffice and save it again (which stores the values), or type the "
+          f"value in place of the formula")
 
 
 def cell(row: Row, column: str) -> Any:
