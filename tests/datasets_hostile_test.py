@@ -224,3 +224,62 @@ def test_formula_cells_the_reader_does_not_use_are_not_an_error(tmp_path):
       subject="006", filename="006_1_2", onset=5562, apex=5566, offset=5570, action_units="4",
       emotion="Anger")])   # its Duration column is a formula with no saved value, as in SAMM
   assert len(datasets.load_index("samm", root).clips) == 1
+
+
+# -- item 18: what a killed synthetic-data generation leaves --------------------------------------
+
+def test_a_killed_generation_leaves_nothing_after_the_next_run(tmp_path, monkeypatch, capsys):
+  import signal
+  import subprocess
+  import sys
+  root = tmp_path / "data" / "synthetic"
+  child = subprocess.Popen([sys.executable, "-c", (
+      "import sys, time\n"
+      "from cmnet_jax.datasets import synthetic\n"
+      "def slow(settings, folder):\n"
+      "  open(folder + '/half.jpg', 'w').close(); print('writing', flush=True); time.sleep(300)\n"
+      "synthetic.write_tree = slow\n"
+      "from configs import tiny\n"
+      "synthetic.generate(tiny.get_config().synthetic, sys.argv[1])\n"), str(root)],
+      stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+  try:
+    assert child.stdout.readline().strip() == "writing"
+    live = sorted(os.listdir(root.parent))
+    assert [e.split("-")[0] for e in live] == [".synthetic.lock", ".synthetic.partial"]
+    assert synthetic_module().remove_stale(root.parent, "synthetic") == []   # in use: kept
+    assert sorted(os.listdir(root.parent)) == live
+  finally:
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+  synthetic = synthetic_module()
+  monkeypatch.setattr(synthetic, "write_tree", lambda settings, folder: {"frames": 0})
+  synthetic.generate(tiny_synthetic(), root)   # the next run
+  assert os.listdir(root.parent) == ["synthetic"]
+  out = capsys.readouterr().out
+  assert all(f"removed {root.parent / name}, left by a synthetic-data generation that was killed"
+             in out for name in live)
+
+
+def synthetic_module():
+  from cmnet_jax.datasets import synthetic  # pylint: disable=g-import-not-at-top
+  return synthetic
+
+
+def test_stale_folders_without_a_lock_are_removed_only_when_old(tmp_path, capsys):
+  synthetic = synthetic_module()
+  for name in (".tree.partial-old1", ".tree.old-old2", ".tree.partial-new3", ".other.partial-x"):
+    (tmp_path / name / "Cropped").mkdir(parents=True)
+  hour_ago = os.path.getmtime(tmp_path) - 3600
+  for name in (".tree.partial-old1", ".tree.old-old2", ".other.partial-x"):
+    os.utime(tmp_path / name, (hour_ago, hour_ago))
+  assert sorted(synthetic.remove_stale(tmp_path, "tree")) == [".tree.old-old2",
+                                                               ".tree.partial-old1"]
+  assert sorted(os.listdir(tmp_path)) == [".other.partial-x", ".tree.partial-new3"]
+  assert "removed" in capsys.readouterr().out
+
+
+def tiny_synthetic():
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config().synthetic.to_dict()
+  config.update(num_subjects=1, clips_per_class=1)
+  return config

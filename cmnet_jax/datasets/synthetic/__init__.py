@@ -19,10 +19,12 @@ config)` generates the tree, `read_records` reads it with the CASME II reader un
 ('5class', the default, and '3class'), and `true_intensity(root)` gives the generator's
 per-frame intensity keyed as the reader names the clips.
 """
+import fcntl
 import json
 import os
 import shutil
 import tempfile
+import time
 from typing import Any, Mapping
 
 from cmnet_jax.datasets import casme2 as _casme2
@@ -34,6 +36,9 @@ from cmnet_jax.datasets.synthetic.generator import (CODING_FILE, INTENSITY_FILE,
                                                     write_tree)
 
 MANIFEST_FILE = "synthetic_manifest.json"
+# A `.<root>.partial-*` / `.<root>.old-*` folder without a lock file (left by a version before
+# issue 23) is taken as stale when it is older than this (`remove_stale`).
+STALE_SECONDS = 600
 GENERATOR_VERSION = 1   # bump whenever the rendering changes, so cached trees are rebuilt
 
 DATABASE = _registry.DatabaseInfo(
@@ -50,8 +55,8 @@ read_records = _coding.coded_reader(
     subject_folder=_casme2.subject_folder)
 
 __all__ = ["CLASS_NAMES", "CODING_FILE", "DATABASE", "GENERATOR_VERSION", "INTENSITY_FILE",
-           "MANIFEST_FILE", "generate", "is_complete", "load_true_intensity", "prepare",
-           "read_records", "true_intensity"]
+           "MANIFEST_FILE", "STALE_SECONDS", "generate", "is_complete", "load_true_intensity",
+           "prepare", "read_records", "remove_stale", "true_intensity"]
 
 
 def prepare(root: str | os.PathLike, config: Any) -> None:
@@ -112,25 +117,88 @@ def generate(synthetic_config: Mapping[str, Any], root: str | os.PathLike) -> st
     raise FileExistsError(
         f"synthetic data folder {root!r} exists and holds files not made by the generator (no "
         f"{MANIFEST_FILE}); refusing to overwrite it: choose an empty or new folder")
-  parent = os.path.dirname(root)
+  parent, base = os.path.dirname(root), os.path.basename(root)
   os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.partial-", dir=parent)
+  remove_stale(parent, base)
+  tmp = tempfile.mkdtemp(prefix=f".{base}.partial-", dir=parent)
+  token = os.path.basename(tmp)[len(f".{base}.partial-"):]
+  lock = os.path.join(parent, f".{base}.lock-{token}")
+  fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+  fcntl.flock(fd, fcntl.LOCK_EX)   # held while the tree is written: not stale (`remove_stale`)
+  old = os.path.join(parent, f".{base}.old-{token}")
   try:
     counts = write_tree(settings, tmp)
     with open(os.path.join(tmp, MANIFEST_FILE), "w") as f:
       json.dump({"generator": __name__, "version": GENERATOR_VERSION, "settings": settings,
                  "counts": counts}, f, indent=1, sort_keys=True)
-    old = None
-    if os.path.exists(root):
-      old = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.old-", dir=parent)
+    replaced = os.path.exists(root)
+    if replaced:
+      os.mkdir(old)
       os.rename(root, os.path.join(old, "tree"))
     try:
       os.rename(tmp, root)
     except OSError:
       if not is_complete(root, settings):   # else another process finished the same tree first
         raise
-    if old:
+    if replaced:
       shutil.rmtree(old, ignore_errors=True)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
+    os.unlink(lock)
+    os.close(fd)
   return root
+
+
+def remove_stale(parent: str | os.PathLike, base: str) -> list[str]:
+  """Removes what killed generations of the tree `<parent>/<base>` left: `.<base>.partial-<t>`
+  (a tree being written) and `.<base>.old-<t>` (a replaced tree being deleted) whose lock file
+  `.<base>.lock-<t>` no live process holds (flock: the kernel releases it when its holder dies),
+  and lock files left alone. A folder without a lock file (from a version before issue 23, or
+  one created this instant) is removed only when older than `STALE_SECONDS`. Prints and returns
+  the names removed."""
+  parent = os.fspath(parent)
+  removed = []
+  try:   # folders first: a lock file tells whether its folder is in use
+    entries = sorted(os.listdir(parent), key=lambda e: (e.startswith(f".{base}.lock-"), e))
+  except OSError:
+    return removed
+  for entry in entries:
+    kind, _, token = entry[len(f".{base}."):].partition("-")
+    if not entry.startswith(f".{base}.") or kind not in ("partial", "old", "lock") or not token:
+      continue
+    path = os.path.join(parent, entry)
+    lock = os.path.join(parent, f".{base}.lock-{token}")
+    try:
+      fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+      fd = None
+    except OSError:
+      continue   # not ours to judge (a link, no permission)
+    try:
+      if fd is None:
+        try:
+          if time.time() - os.lstat(path).st_mtime < STALE_SECONDS:
+            continue
+        except FileNotFoundError:
+          continue
+      else:
+        try:
+          fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+          continue   # a live generation holds it
+      if kind == "lock":
+        os.unlink(path)
+      elif os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        continue
+      removed.append(entry)
+    except OSError:
+      continue
+    finally:
+      if fd is not None:
+        os.close(fd)
+  for entry in removed:
+    print(f"note: removed {os.path.join(parent, entry)}, left by a synthetic-data generation that "
+          "was killed")
+  return removed
