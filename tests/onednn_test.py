@@ -4,6 +4,10 @@ Run where oneDNN is installed (requirements-cpu.txt, which CI installs) and a C+
 elsewhere the numerical tests are skipped with the reason `onednn.unavailable()` gives, and the
 error path is still tested.
 """
+import hashlib
+import os
+import stat
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -127,3 +131,78 @@ def test_missing_pieces_are_named_before_any_work(monkeypatch, tmp_path):
       build(c, num_classes=3)
   finally:
     onednn._register.cache_clear()
+
+
+@pytest.fixture
+def fake_build(monkeypatch, tmp_path):
+  """`_build` with a stand-in compiler (writes b'library <n>' and counts its calls) into a
+  cache under tmp_path: (cache folder, number of compilations so far)."""
+  cxx, count = tmp_path / "cxx", tmp_path / "compiled"
+  cxx.write_text('#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done\n'
+                 f'echo x >> {count}\nprintf "library %s" $(wc -l < {count}) > "$out"\n')
+  cxx.chmod(0o755)
+  monkeypatch.setattr(onednn, "_find", lambda: (tmp_path, tmp_path, tmp_path, str(cxx)))
+  monkeypatch.setenv("CMNET_JAX_CACHE", str(tmp_path / "cache"))
+  return tmp_path / "cache", lambda: len(count.read_text().split()) if count.exists() else 0
+
+
+def test_cached_library_is_built_privately_with_its_sha256_and_reused(fake_build):
+  """Issue 23: a `.so` at the predictable cache name was loaded with no check."""
+  cache, compiled = fake_build
+  old = os.umask(0o002)          # a group-writable umask must not make the library so
+  try:
+    out = onednn._build()
+  finally:
+    os.umask(old)
+  digest = out.with_name(out.name + ".sha256")
+  assert out.parent == cache and out.read_bytes() == b"library 1" and compiled() == 1
+  assert digest.read_text().strip() == hashlib.sha256(b"library 1").hexdigest()
+  assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+  assert not (out.stat().st_mode | digest.stat().st_mode) & 0o022
+  assert sorted(p.name for p in cache.iterdir()) == sorted([out.name, digest.name])  # no temp
+  assert onednn._build() == out and compiled() == 1                                 # reused
+
+
+@pytest.mark.parametrize("plant", ["other content", "no digest", "group-writable",
+                                   "another owner", "symlink"])
+def test_a_cached_library_that_cannot_be_trusted_is_never_loaded_but_rebuilt(
+    fake_build, tmp_path, plant):
+  cache, compiled = fake_build
+  out = onednn._build()
+  digest = out.with_name(out.name + ".sha256")
+  if plant == "other content":
+    out.write_bytes(b"someone else's code")
+  elif plant == "no digest":
+    digest.unlink()
+  elif plant == "group-writable":
+    out.chmod(0o775)
+  elif plant == "another owner":
+    if os.geteuid() != 0:
+      pytest.skip("changing a file's owner needs root")
+    os.chown(out, 12345, -1)
+  else:
+    (tmp_path / "evil.so").write_bytes(b"evil")
+    out.unlink()
+    out.symlink_to(tmp_path / "evil.so")
+  with pytest.warns(RuntimeWarning, match=f"not loading the cached {out}: .*compiling it again"):
+    assert onednn._build() == out
+  assert out.read_bytes() == b"library 2" and compiled() == 2 and not out.is_symlink()
+  assert digest.read_text().strip() == hashlib.sha256(b"library 2").hexdigest()
+
+
+@pytest.mark.parametrize("folder", ["writable by others", "another owner"])
+def test_a_cache_folder_others_may_write_is_refused(fake_build, folder):
+  cache, compiled = fake_build
+  cache.mkdir(mode=0o700)
+  if folder == "writable by others":
+    cache.chmod(0o777)
+    match = "may be written by other users \\(mode 0o777\\)"
+  else:
+    if os.geteuid() != 0:
+      pytest.skip("changing a folder's owner needs root")
+    os.chown(cache, 12345, -1)
+    match = "does not belong to this user"
+  with pytest.raises(onednn.OnednnUnavailable, match=f"cache folder {cache} {match}.*"
+                     "nothing was loaded. Set CMNET_JAX_CACHE"):
+    onednn._build()
+  assert compiled() == 0 and list(cache.iterdir()) == []

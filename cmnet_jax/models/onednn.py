@@ -10,7 +10,9 @@ Opt-in, CPU only. It needs `pip install -r requirements-cpu.txt` (oneDNN 3.2's l
 headers from PyPI) and a C++ compiler (`$CXX`, else `g++`): on first use `onednn_conv.cc`, next
 to this file, is compiled against those headers and the XLA FFI headers that jaxlib ships (about
 5 s), and the library is cached in `$CMNET_JAX_CACHE` (default `~/.cache/cmnet_jax`), keyed by
-the source, jaxlib's and oneDNN's versions. `unavailable()` says what is missing.
+the source, jaxlib's and oneDNN's versions, and loaded only if it, its recorded sha256 and the
+folder are this user's and no one else may write them (`_build`). `unavailable()` says what is
+missing.
 
 Why: XLA:CPU (jaxlib 0.10.2) has no fast float32 convolution gradient (docs/benchmarks.md):
 forward + both gradients of all of one encoder pass's convolutions (72 frames) took 1.88x less
@@ -35,10 +37,12 @@ import hashlib
 import os
 import pathlib
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -95,8 +99,56 @@ def _cache_dir() -> pathlib.Path:
   return pathlib.Path(root)
 
 
+def _umask() -> int:
+  from cmnet_jax.reports import files  # pylint: disable=g-import-not-at-top
+  return files.umask()
+
+
+def _private_folder(folder: pathlib.Path) -> None:
+  """Makes the cache folder (0o700) or checks that it is this user's and no one else may write
+  there; OnednnUnavailable otherwise (another user could put a library there that this process
+  would load and run)."""
+  folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+  st = folder.stat()
+  why = ("does not belong to this user (uid {0}, it is uid {1})".format(os.geteuid(), st.st_uid)
+         if st.st_uid != os.geteuid() else
+         f"may be written by other users (mode {stat.S_IMODE(st.st_mode):#o})"
+         if st.st_mode & 0o022 else "")
+  if why:
+    raise OnednnUnavailable(
+        f"model.conv_impl='onednn': the cache folder {folder} {why}, so a library found there "
+        "could be someone else's code run in this process; nothing was loaded. Set "
+        "CMNET_JAX_CACHE to a folder only you may write (or chmod go-w it), or use "
+        "model.conv_impl='auto'.")
+
+
+def _untrusted(library: pathlib.Path, digest: pathlib.Path) -> str:
+  """Why the cached `library` must not be loaded ('' = it is this user's, written by no one
+  else, and has the sha256 recorded when it was built)."""
+  for path in (library, digest):
+    try:
+      st = os.lstat(path)
+    except FileNotFoundError:
+      return f"{path.name} is missing"
+    if not stat.S_ISREG(st.st_mode):
+      return f"{path.name} is not a regular file"
+    if st.st_uid != os.geteuid():
+      return f"{path.name} belongs to uid {st.st_uid}, not this user (uid {os.geteuid()})"
+    if st.st_mode & 0o022:
+      return f"{path.name} may be written by other users (mode {stat.S_IMODE(st.st_mode):#o})"
+  if hashlib.sha256(library.read_bytes()).hexdigest() != digest.read_text().strip():
+    return f"its content differs from the sha256 recorded in {digest.name} when it was built"
+  return ""
+
+
 def _build() -> pathlib.Path:
-  """The compiled handler library, built once per source / jaxlib / oneDNN version."""
+  """The compiled handler library, built once per source / jaxlib / oneDNN version.
+
+  Cached in a folder of this user's that no one else may write, with the sha256 of what was
+  built beside it (`<name>.so.sha256`); a cached library is loaded only if it and its digest
+  are this user's, not writable by others, and match. It is compiled into a private temporary
+  folder and renamed into place (digest first), so no one sees a partial file.
+  """
   onednn_inc, onednn_lib, ffi_inc, cxx = _find()
   version = (onednn_inc / "oneapi" / "dnnl" / "dnnl_version.h")
   import jaxlib  # pylint: disable=g-import-not-at-top
@@ -104,10 +156,15 @@ def _build() -> pathlib.Path:
                        (version.read_bytes() if version.is_file() else b"") +
                        str(onednn_lib).encode()).hexdigest()[:16]
   out = _cache_dir() / f"onednn_conv-{key}.so"
-  if out.is_file():
-    return out
-  out.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+  digest = out.with_name(out.name + ".sha256")
+  _private_folder(out.parent)
+  if os.path.lexists(out):
+    why = _untrusted(out, digest)
+    if not why:
+      return out
+    warnings.warn(f"not loading the cached {out}: {why}; compiling it again", RuntimeWarning,
+                  stacklevel=3)
+  with tempfile.TemporaryDirectory(dir=out.parent) as tmp:  # 0o700: private until renamed
     built = pathlib.Path(tmp) / out.name
     cmd = [cxx, "-O2", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{ffi_inc}", f"-I{onednn_inc}",
            str(SOURCE), f"-L{onednn_lib}", "-ldnnl", f"-Wl,-rpath,{onednn_lib}", "-o", str(built)]
@@ -116,7 +173,14 @@ def _build() -> pathlib.Path:
       raise OnednnUnavailable(
           f"model.conv_impl='onednn': compiling {SOURCE.name} failed ({' '.join(cmd)}):\n"
           f"{res.stderr[-2000:]}")
-    os.replace(built, out)  # atomic: concurrent first uses each build, one file wins
+    os.chmod(built, 0o755 & ~_umask())
+    built_digest = pathlib.Path(tmp) / digest.name
+    built_digest.write_text(hashlib.sha256(built.read_bytes()).hexdigest() + "\n")
+    os.chmod(built_digest, 0o644 & ~_umask())
+    # Atomic, digest first: concurrent first uses each build and one pair wins; a reader that
+    # sees a new digest beside an old library finds them different and builds again.
+    os.replace(built_digest, digest)
+    os.replace(built, out)
   return out
 
 
