@@ -24,6 +24,7 @@ Keys a spec does not name are left alone (a user's registered loss term may add 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import numbers
 import os
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Sequence
@@ -238,6 +239,27 @@ CROSS_RULES = (
 )
 
 
+def _pretrained_problems(flat: Mapping[str, Any]) -> list[str]:
+  """The pretrained file's contents checked before any work (one line), when it will be read."""
+  path, widths = flat.get("model.pretrained_npz"), flat.get("model.widths")
+  if not path or flat.get("model.encoder") != "resnet18" or widths is None:
+    return []
+  path = os.path.expanduser(path)
+  if not os.path.isfile(path):
+    return []  # named by the rule above
+  st = os.stat(path)
+  problem = _pretrained_problem(path, st.st_size, st.st_mtime_ns, tuple(widths))
+  return [f"model.pretrained_npz = {flat['model.pretrained_npz']!r}: {problem}; make the file "
+          "with `python -m cmnet_jax.tools.convert_resnet18`"] if problem else []
+
+
+@functools.lru_cache(maxsize=8)
+def _pretrained_problem(path: str, size: int, mtime_ns: int, widths: tuple) -> str:
+  del size, mtime_ns  # the cache key: the file as it is now
+  from cmnet_jax.models import pretrained  # pylint: disable=g-import-not-at-top
+  return pretrained.check_npz(path, widths)
+
+
 def _local_device_count() -> int:
   import jax  # pylint: disable=g-import-not-at-top
   return jax.local_device_count()
@@ -270,6 +292,7 @@ def validate(config: Any, *, specs: Optional[Mapping[str, Spec]] = None,
     missing |= block_missing
   flat = {f"{b}.{k}": v for b, kv in values.items() for k, v in kv.items()}
   problems += _apply_rules(CROSS_RULES, flat, "")
+  problems += _pretrained_problems(flat)
   requested = flat.get("train.num_devices", 0)
   multi_process = flat.get("train.distributed") or os.environ.get("CMNET_DISTRIBUTED") == "1"
   if requested and not multi_process:

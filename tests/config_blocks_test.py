@@ -107,8 +107,11 @@ def test_pretrained_file_and_class_scheme_are_checked(tmp_path):
   problems = _problems(config, device_count=8)
   assert any("model.pretrained_npz" in p and "convert_resnet18" in p for p in problems)
   assert any("data.classes = '4class'" in p and "'3class'" in p for p in problems)
-  (tmp_path / "missing.npz").write_bytes(b"")
+  (tmp_path / "missing.npz").write_bytes(b"")  # exists, but its contents are checked too
   config.data.classes = "3class"
+  (problem,) = _problems(config, device_count=8)
+  assert "model.pretrained_npz" in problem and "the file is empty (0 bytes)" in problem
+  config.model.pretrained_npz = ""
   cb.validate(config, device_count=8)
 
 

@@ -1,5 +1,6 @@
 """`python -m cmnet_jax.tools.convert_resnet18`: a torchvision-shaped state dict becomes an .npz
 that `load_resnet18_npz` accepts, with each tensor landing where torchvision's layer is."""
+import re
 import sys
 
 import jax
@@ -98,3 +99,70 @@ def test_pth_round_trip_with_torch(tmp_path):
   with np.load(tmp_path / "r18.npz") as npz:
     np.testing.assert_array_equal(npz["layer1.0.conv1.weight"],
                                   state["layer1.0.conv1.weight"].numpy().astype(np.float32))
+
+
+def _bad_npz(path, case):
+  """Writes a pretrained file damaged in one way (issue 23, items 10 and 11)."""
+  state = {k: v.astype(np.float32) for k, v in fake_state().items()}
+  if case == "nan":
+    state["layer2.0.conv1.weight"][0, 0, 0, 0] = np.nan
+  elif case == "1e30":
+    state["bn1.weight"][1] = 1e30
+  elif case == "wrong shape":
+    state["conv1.weight"] = np.zeros((4, 3, 5, 5), np.float32)
+  elif case == "complex":
+    state["conv1.weight"] = state["conv1.weight"].astype(np.complex64) * 1j
+  elif case == "object array":
+    state["bn1.bias"] = np.array([{"not": "weights"}] * 4, dtype=object)
+  if case == "empty":
+    path.write_bytes(b"")
+  elif case == ".npy renamed":
+    np.save(path.with_suffix(".npy"), state["conv1.weight"])
+    path.with_suffix(".npy").rename(path)
+  else:
+    np.savez(path, **state)
+
+
+@pytest.mark.parametrize("case,problem", [
+    ("nan", "array 'layer2.0.conv1.weight' has 1 non-finite value (NaN or inf) of 144"),
+    ("1e30", "array 'bn1.weight' has values up to 1e+30 in magnitude"),
+    ("wrong shape", "array 'conv1.weight' has shape (4, 3, 5, 5), expected (4, 3, 7, 7)"),
+    ("empty", "the file is empty (0 bytes)"),
+    (".npy renamed", "the file is a single NumPy array (.npy format), not an .npz"),
+    ("object array", "array 'bn1.bias' cannot be read (Object arrays cannot be loaded"),
+    ("complex", "array 'conv1.weight' is complex (complex64); expected real float weights")],
+    ids=["nan", "1e30", "wrong shape", "empty", "npy renamed", "object array", "complex"])
+def test_a_bad_pretrained_file_is_named_in_one_line_before_any_work(tmp_path, capsys, case,
+                                                                    problem):
+  """Issue 23: NaN weights trained for 101 s and then blamed the learning rate; a wrong shape,
+  an empty file, a renamed .npy, an object or a complex array failed with a traceback after the
+  data were generated and config.json written (or dropped the imaginary part)."""
+  from cmnet_jax import cli, config_blocks  # pylint: disable=g-import-not-at-top
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  npz = tmp_path / "r18.npz"
+  _bad_npz(npz, case)
+  config = tiny.get_config()
+  with config.unlocked():
+    config.model.encoder, config.model.widths = "resnet18", WIDTHS
+    config.model.pretrained_npz = str(npz)
+  assert cli.run("train", config, tmp_path / "run") == 1
+  err = capsys.readouterr().err
+  (line,) = err.splitlines()
+  assert line.startswith(f"error: model.pretrained_npz = '{npz}': ") and problem in line, line
+  assert "convert_resnet18" in line and not (tmp_path / "run").exists()
+  # The loader refuses the same file on its own (a library call that skips validation).
+  named = {"empty": "empty (0 bytes)", ".npy renamed": "single NumPy array",
+           "object array": "Object arrays"}.get(case) or problem.split("'")[1]
+  with pytest.raises(ValueError, match=re.escape(named)):
+    models.load_resnet18_npz(_params(), npz, into="ice")
+  config_blocks._pretrained_problem.cache_clear()
+
+
+def _params():
+  cfg = model_config("paper")
+  cfg.widths, cfg.feature_dim, cfg.embedding_dim, cfg.lstm_hidden, cfg.norm_groups = (
+      WIDTHS, 6, 5, 7, 2)
+  shapes = jax.eval_shape(models.build(cfg, num_classes=3).init,
+                          {"params": jax.random.key(0), "dropout": jax.random.key(1)},
+                          np.zeros((1, 2, 16, 16, 3), np.uint8))
+  return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)["params"]

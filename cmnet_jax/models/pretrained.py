@@ -13,6 +13,7 @@ The file holds torchvision's `state_dict` as arrays (`np.savez(path, **{k: v.num
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import Any, Mapping
 
 import numpy as np
@@ -81,6 +82,77 @@ def _convert(path: tuple[str, ...], target: Any, source: np.ndarray, key: str, f
   return np.asarray(value, dtype=np.asarray(target).dtype)
 
 
+# Largest |value| accepted in a weight array: trained ResNet-18 weights are of order 1 (torchvision's
+# ImageNet weights stay below 10); 1e30 is a damaged or wrongly converted file.
+MAX_ABS = 1e4
+
+
+def _array_problem(key: str, a: np.ndarray) -> str:
+  """Why one weight array cannot be used ('' if it can): real floats, finite, of sane size."""
+  if a.dtype == object:
+    return f"array {key!r} holds Python objects (dtype object); expected float weights"
+  if np.iscomplexobj(a):
+    return (f"array {key!r} is complex ({a.dtype}); expected real float weights (the imaginary "
+            "part would be dropped)")
+  if not np.issubdtype(a.dtype, np.floating):
+    return f"array {key!r} is {a.dtype}; expected float weights"
+  bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+  if bad:
+    return f"array {key!r} has {bad} non-finite value{'s' * (bad > 1)} (NaN or inf) of {a.size}"
+  big = float(np.max(np.abs(a), initial=0.0))
+  if big > MAX_ABS:
+    return (f"array {key!r} has values up to {big:.3g} in magnitude; trained weights are far "
+            f"smaller (|w| <= {MAX_ABS:g} expected): a damaged or wrongly converted file")
+  return ""
+
+
+def _read_npz(file: str) -> Any:
+  """The open NpzFile, or ValueError saying in a line what the file is instead (after
+  '<file>: ')."""
+  if os.path.isfile(file) and os.path.getsize(file) == 0:
+    raise ValueError("the file is empty (0 bytes)")
+  try:
+    npz = np.load(file, allow_pickle=False)
+  except (OSError, ValueError, EOFError) as e:
+    raise ValueError(f"cannot be read as an .npz ({type(e).__name__}: {str(e)[:200]})") from None
+  if not isinstance(npz, np.lib.npyio.NpzFile):
+    raise ValueError("the file is a single NumPy array (.npy format), not an .npz of named "
+                     "torchvision arrays")
+  return npz
+
+
+def check_npz(path: str | os.PathLike, widths: tuple[int, ...]) -> str:
+  """Why the file `path` cannot give a ResNet-18 with stage `widths` its weights, in one line
+  ('' if it can): not an .npz, a missing key, a wrong shape, non-float, complex, non-finite or
+  absurd values; every array the loader reads is checked. Run before any work (config
+  validation, which names the file).
+  """
+  from cmnet_jax.tools import convert_resnet18  # pylint: disable=g-import-not-at-top
+  file = os.fspath(path)
+  try:
+    npz = _read_npz(file)
+  except ValueError as e:
+    return str(e)
+  try:
+    with npz:
+      for key, shape in convert_resnet18.expected_shapes(tuple(widths)).items():
+        if key not in npz.files:
+          return f"missing array {key!r} (a torchvision ResNet-18 key)"
+        try:
+          a = npz[key]
+        except ValueError as e:  # an object array without allow_pickle
+          return f"array {key!r} cannot be read ({str(e)[:120]}); expected float weights"
+        if tuple(a.shape) != shape:
+          return (f"array {key!r} has shape {tuple(a.shape)}, expected {shape} "
+                  f"(torchvision [out, in, kh, kw] for model.widths={tuple(widths)})")
+        problem = _array_problem(key, a)
+        if problem:
+          return problem
+  except (OSError, EOFError, zipfile.BadZipFile) as e:  # a damaged member
+    return f"the file is damaged ({type(e).__name__}: {str(e)[:200]})"
+  return ""
+
+
 def load_resnet18_npz(params: Mapping[str, Any], path: str | os.PathLike, *,
                       into: str) -> dict[str, Any]:
   """Returns a copy of CMNet `params` with ICE and/or FFE set from a torchvision ResNet-18 `.npz`.
@@ -102,10 +174,14 @@ def load_resnet18_npz(params: Mapping[str, Any], path: str | os.PathLike, *,
   parts = _PARTS if into == "both" else (into,)
   file = os.fspath(path)
   try:
-    with np.load(file, allow_pickle=False) as npz:
+    npz = _read_npz(file)
+  except ValueError as e:
+    raise ValueError(f"{file}: {e}") from None
+  with npz:
+    try:
       arrays = {k: npz[k] for k in npz.files}
-  except (OSError, ValueError) as e:
-    raise ValueError(f"{file}: cannot read as .npz ({e})") from e
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+      raise ValueError(f"{file}: cannot read as .npz ({e})") from e
   out = _unflatten(_flatten(params))
   for part in parts:
     if part not in out or "layer1_0" not in out[part]:
@@ -118,6 +194,9 @@ def load_resnet18_npz(params: Mapping[str, Any], path: str | os.PathLike, *,
         continue
       if key not in arrays:
         raise ValueError(f"{file}: missing key {key!r} (needed for {part}/{'/'.join(p)})")
+      problem = _array_problem(key, np.asarray(arrays[key]))
+      if problem:
+        raise ValueError(f"{file}: {problem}")
       flat[p] = _convert(p, target, np.asarray(arrays[key]), key, file)
     out[part] = _unflatten(flat)
   return out
