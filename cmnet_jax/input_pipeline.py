@@ -115,9 +115,10 @@ def fingerprints(index, hash_cache: hashes_lib.HashCache | None = None
     for path in c.frame_paths:
       st = os.stat(path)
       rel = os.path.relpath(path, index.root)
-      legacy.update(f"{rel}\0{st.st_size}\n".encode())
-      data.update(f"{rel}\0{st.st_size}\0{hash_cache.digest(path)}\n".encode())
-      files.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+      rel = os.fsencode(rel)   # a name that is not UTF-8 (surrogate-escaped) as its bytes
+      legacy.update(rel + f"\0{st.st_size}\n".encode())
+      data.update(rel + f"\0{st.st_size}\0{hash_cache.digest(path)}\n".encode())
+      files.update(rel + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
   return data.hexdigest(), files.hexdigest(), legacy.hexdigest()
 
 

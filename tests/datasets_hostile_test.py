@@ -283,3 +283,93 @@ def tiny_synthetic():
   config = tiny.get_config().synthetic.to_dict()
   config.update(num_subjects=1, clips_per_class=1)
   return config
+
+
+# -- further cases ---------------------------------------------------------------------------------
+
+def test_a_frame_name_that_is_not_utf8_is_indexed_fingerprinted_and_decoded(tmp_path):
+  """A zip extracted with another character set (GBK names from a Chinese release): the
+  fingerprint raised UnicodeEncodeError."""
+  from cmnet_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  root = _casme2(tmp_path)
+  folder = os.path.join(root, "Cropped", "sub01", "EP02_01f")
+  os.rename(os.path.join(folder, "reg_img47.jpg"),
+            os.path.join(os.fsencode(folder), b"reg_img\xb2\xe2" + b"47.jpg"))
+  index = datasets.load_index("casme2", root)
+  clip = index.clips[0]
+  assert clip.frame_numbers == tuple(range(46, 55))
+  fingerprint, _, _ = input_pipeline.fingerprints(index)
+  assert len(fingerprint) == 64
+  assert frames.read_frames(clip, list(range(9)), image_size=4).shape == (9, 4, 4, 3)
+
+
+@pytest.mark.parametrize("kind", ["named pipe", "device", "folder"])
+def test_an_entry_named_like_a_frame_that_is_not_a_file_is_named_never_read(tmp_path, kind):
+  """A named pipe called reg_img47.jpg made indexing wait forever (reading it blocks)."""
+  import signal  # pylint: disable=g-import-not-at-top
+  root = _casme2(tmp_path)
+  path = os.path.join(root, "Cropped", "sub01", "EP02_01f", "reg_img47.jpg")
+  os.remove(path)
+  {"named pipe": os.mkfifo, "device": lambda p: os.symlink("/dev/zero", p),
+   "folder": os.mkdir}[kind](path)
+
+  def hang(*_):
+    raise TimeoutError("indexing waited on the named pipe")
+  previous = signal.signal(signal.SIGALRM, hang)
+  signal.alarm(20)
+  try:
+    with pytest.raises(datasets.DatasetError) as e:
+      datasets.load_index("casme2", root)
+  finally:
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+  assert f"frame 47 {path!r} is a {kind}, not an image file" in str(e.value)
+
+
+@pytest.mark.parametrize("encoding,delimiter", [("utf-8", ";"), ("utf-8", "\t"),
+                                                ("utf-16", "\t"), ("utf-8-sig", ",")])
+def test_csv_annotations_saved_by_excel_in_other_forms_are_read(tmp_path, encoding, delimiter):
+  """Semicolons (Excel where the decimal mark is a comma) gave "no header row whose first cell
+  is 'Subject'"; UTF-16 ("Unicode Text") a codec error."""
+  root = _casme2(tmp_path)
+  os.remove(os.path.join(root, CODING))
+  table = _coding_table([ROW, ROW2])
+  text = "\r\n".join(delimiter.join("" if v is None else str(v) for v in values)
+                     for values in table) + "\r\n"
+  with open(os.path.join(root, "CASME2-coding-x.csv"), "w", encoding=encoding, newline="") as f:
+    f.write(text)
+  index = datasets.load_index("casme2", root)
+  assert [(c.subject, c.clip_id, c.offset) for c in index.clips] == [
+      ("sub01", "EP02_01f", 54), ("sub02", "EP03_02", 9)]
+
+
+def test_a_csv_in_another_character_set_says_so_and_how_to_save_it(tmp_path):
+  root = _casme2(tmp_path)
+  fake_trees.write_megc2019_csv(tmp_path / "combined_3class_gt.csv", [
+      ("casme2", "sub01", "EP02_01f", 1)])
+  with open(tmp_path / "combined_3class_gt.csv", "ab") as f:
+    f.write("casme2,sub02,EP03_02,0 # 厌恶\r\n".encode("gbk"))
+  with pytest.raises(datasets.DatasetError, match=r"is not UTF-8 text \(byte 0xd1 on line 2.*"
+                     r"save it as UTF-8"):
+    datasets.load_index("megc2019", tmp_path, casme2=os.path.basename(root))
+
+
+def test_a_root_that_is_a_file_and_an_annotation_that_is_a_folder_are_named_as_such(tmp_path):
+  (tmp_path / "CASME2.zip").write_bytes(b"PK")
+  with pytest.raises(datasets.DatasetError, match="CASME2.zip' is a file, not a folder"):
+    datasets.load_index("casme2", tmp_path / "CASME2.zip")
+  root = _casme2(tmp_path)
+  os.mkdir(os.path.join(root, "coding"))
+  with pytest.raises(datasets.DatasetError, match="coding' is not a file"):
+    datasets.load_index("casme2", root, annotation="coding")
+
+
+def test_a_negative_onset_is_a_broken_row(tmp_path):
+  """An onset of -3 (frames 46..54 present) was read as 58 frames, 49 of them missing."""
+  root = _casme2(tmp_path, [ROW, ROW2])
+  writers.write_sheet(os.path.join(root, CODING), "Sheet1",
+                      _coding_table([dict(ROW, onset=-3), ROW2]))
+  index = datasets.load_index("casme2", root)
+  assert [c.clip_id for c in index.clips] == ["EP03_02"]
+  assert index.skipped[0].reason == ("broken row: onset -3 / offset 54 do not form a frame range "
+                                     "(frame numbers are never negative)")

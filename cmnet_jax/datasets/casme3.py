@@ -66,6 +66,8 @@ def _broken(onset: int | None, apex: int | None, offset: int | None) -> str | No
     return f"broken row: onset/apex/offset {onset!r}/{apex!r}/{offset!r} are not all integers"
   if offset <= 0:
     return f"broken row: offset {offset}"
+  if onset < 0:
+    return f"broken row: onset {onset} (frame numbers are never negative)"
   if onset > offset:
     return f"broken row: onset {onset} after offset {offset}"
   if not onset <= apex <= offset:

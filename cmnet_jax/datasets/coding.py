@@ -53,9 +53,11 @@ def read_coded_rows(name: str, path: str, frames_root: str, *, sheet: str, colum
     onset = spreadsheet.as_int(spreadsheet.cell(row, columns.onset))
     offset = spreadsheet.as_int(spreadsheet.cell(row, columns.offset))
     apex_written = spreadsheet.cell(row, columns.apex)
-    if onset is None or offset is None or onset > offset:
+    if onset is None or offset is None or onset > offset or onset < 0:
       skipped.append(index_lib.Skipped(item, f"broken row: onset {onset!r} / offset {offset!r} "
-                                             f"do not form a frame range"))
+                                             f"do not form a frame range"
+                                             + (" (frame numbers are never negative)"
+                                                if onset is not None and onset < 0 else "")))
       continue
     values = {c: spreadsheet.as_text(spreadsheet.cell(row, c))
               for c in (columns.emotion, columns.onset, columns.apex, columns.offset,

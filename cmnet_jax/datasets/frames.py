@@ -12,6 +12,7 @@ frame); 16-bit greyscale images are scaled to 8 bits, not clipped.
 import contextlib
 import os
 import re
+import stat
 import warnings
 from typing import Iterator
 
@@ -71,13 +72,24 @@ def list_frames(folder: str, suffixes: tuple[str, ...] = IMAGE_SUFFIXES, *,
   Hidden files (`._reg_img46.jpg`, left by macOS) are not frames. Two files with the same frame
   number (`img46.jpg` and `img046.jpg`, or a `.jpg` and a `.bmp`) are a DatasetError naming both
   when the number lies in `within` = (first, last) (default: any number), since which one is the
-  frame cannot be known; outside it the first name in sorted order is listed.
+  frame cannot be known; outside it the first name in sorted order is listed. So is an entry
+  named like a frame that is not a regular file (a named pipe, whose reading would wait forever,
+  a device such as a link to /dev/zero, a folder, a broken link); outside `within` it is ignored.
   """
   found: dict[int, list[str]] = {}
-  for entry in sorted(os.listdir(folder)):
-    number = frame_number(entry)
-    if number is not None and entry.lower().endswith(suffixes) and not entry.startswith("."):
-      found.setdefault(number, []).append(entry)
+  with os.scandir(folder) as it:
+    entries = sorted((e.name, e) for e in it)
+  for name, entry in entries:
+    number = frame_number(name)
+    if number is None or not name.lower().endswith(suffixes) or name.startswith("."):
+      continue
+    if not entry.is_file():
+      if within is None or within[0] <= number <= within[1]:
+        raise DatasetError(
+            f"{item + ': ' if item else ''}frame {number} {os.path.join(folder, name)!r} is "
+            f"{_kind(entry.path)}, not an image file; expected a jpg/bmp/png file (replace it)")
+      continue
+    found.setdefault(number, []).append(name)
   for number, entries in sorted(found.items()):
     if len(entries) > 1 and (within is None or within[0] <= number <= within[1]):
       raise DatasetError(
@@ -111,6 +123,20 @@ def open_frame(path: str, item: str = "") -> Iterator[Image.Image]:
                          f"(frames.MAX_FRAME_PIXELS; a decompression bomb or a wrong file): "
                          f"replace it with the clip's frame")
     yield image
+
+
+def _kind(path: str) -> str:
+  """What a non-regular entry is, in words."""
+  try:
+    mode = os.stat(path).st_mode
+  except OSError as e:
+    return f"a link to nothing ({e.strerror})" if os.path.islink(path) else f"unreadable ({e})"
+  for test, what in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"),
+                     (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
+                     (stat.S_ISSOCK, "a socket")):
+    if test(mode):
+      return what
+  return "not a regular file"
 
 
 def frame_size(path: str, item: str = "") -> tuple[int, int]:

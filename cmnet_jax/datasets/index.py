@@ -126,7 +126,9 @@ def find_annotation(root: str, annotation: str | os.PathLike | None, names: Sequ
   if annotation:
     path = os.path.join(root, os.fspath(annotation))
     if not os.path.isfile(path):
-      raise DatasetError(f"{dataset}: annotation file {path!r} does not exist")
+      what = "is not a file" if os.path.exists(path) else "does not exist"
+      raise DatasetError(f"{dataset}: annotation file {path!r} {what} (expected the annotation "
+                         f"spreadsheet or CSV, e.g. {names[0]})")
     return path
   for folder in (root, os.path.dirname(os.path.abspath(root))):
     entries = sorted(os.listdir(folder), reverse=True)  # newest dated release first

@@ -6,13 +6,13 @@
 frames come from each database's own tree. SMIC ids `s01`/`s01_ne_01` name folders `s1`/`s1_ne_01`;
 SAMM subjects are unpadded in the CSV. Records keep their source database in `dataset`.
 """
-import csv
 import dataclasses
 import importlib
 import os
 
 from cmnet_jax.datasets import index as index_lib
 from cmnet_jax.datasets import registry
+from cmnet_jax.datasets import spreadsheet
 
 NAME = "megc2019"
 CSV_NAMES = ("combined_3class_gt.csv",)
@@ -39,11 +39,7 @@ def _key(database: str, subject: str, clip: str, module) -> tuple[str, str, str]
 
 def read_membership(path: str) -> list[tuple[int, str, str, str, int]]:
   """(line number, database, subject, filename, class) of every CSV row, validated."""
-  try:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-      rows = list(csv.reader(f))
-  except (OSError, UnicodeDecodeError, csv.Error) as e:
-    raise index_lib.DatasetError(f"cannot read {path!r}: {e}") from e
+  rows = spreadsheet.read_csv(path)
   out = []
   for n, row in enumerate(rows, start=1):
     if not any(c.strip() for c in row):

@@ -186,7 +186,8 @@ def load_index(name: str, root: str | os.PathLike, *, classes: str | None = None
   info = get(name)
   root = os.fspath(root)
   if not os.path.isdir(root):
-    raise index_lib.DatasetError(f"{name}: root folder {root!r} does not exist (expected the "
+    what = ("is a file, not a folder" if os.path.exists(root) else "does not exist")
+    raise index_lib.DatasetError(f"{name}: root folder {root!r} {what} (expected the "
                                  f"folder where the licensed database was unpacked)")
   reader = _readers()[name]
   if hasattr(reader, "load"):

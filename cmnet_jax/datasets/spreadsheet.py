@@ -5,6 +5,7 @@ stored as numbers. `read_table` finds the header row by its first cell, checks t
 returns each data row as a `Row` (its 1-based row number in the file plus cells by header name).
 """
 import csv
+import io
 import os
 import zipfile
 from typing import Any, NamedTuple, Sequence
@@ -24,15 +25,48 @@ def _header_key(value: Any) -> str:
   return " ".join(str(value).split()).lower() if value is not None else ""
 
 
+def read_csv(path: str) -> list[list[str]]:
+  """The rows of a CSV file as a spreadsheet program saves it: UTF-8 (with or without a BOM) or
+  UTF-16 with a BOM (Excel's "Unicode Text"); separated by commas, semicolons (Excel where the
+  decimal mark is a comma) or tabs, whichever the first lines use most. Any other encoding is a
+  DatasetError naming the line and how to save the file as UTF-8.
+
+  >>> import tempfile, os
+  >>> p = os.path.join(tempfile.mkdtemp(), 't.csv')
+  >>> _ = open(p, 'w', encoding='utf-16').write('Subject\\tOnset\\n01\\t5\\n')
+  >>> read_csv(p)
+  [['Subject', 'Onset'], ['01', '5']]
+  """
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except OSError as e:
+    raise DatasetError(f"cannot read CSV file {path!r}: {e}") from e
+  try:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+      text = data.decode("utf-16")
+    else:
+      text = data.decode("utf-8-sig")
+  except UnicodeDecodeError as e:
+    line = data[:e.start].count(b"\n") + 1
+    raise DatasetError(
+        f"CSV file {path!r} is not UTF-8 text (byte {data[e.start]:#04x} on line {line}: saved in "
+        f"another character set, e.g. GBK or Windows-1252); save it as UTF-8: in Excel "
+        f"'Save As' > 'CSV UTF-8 (Comma delimited)', in LibreOffice character set "
+        f"'Unicode (UTF-8)'") from None
+  sample = text[:4096]
+  delimiter = max((",", ";", "\t"), key=lambda d: (sample.count(d), d == ","))
+  try:
+    return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+  except csv.Error as e:
+    raise DatasetError(f"cannot read CSV file {path!r}: {e}") from e
+
+
 def _raw_rows(path: str, sheet: str | None, *, formulas: bool = False) -> list[tuple]:
   """Every row's cell values (`formulas`: an .xlsx formula cell's text, e.g. '=D2+1', instead of
   the value the program that saved the file computed)."""
   if path.lower().endswith(".csv"):
-    try:
-      with open(path, newline="", encoding="utf-8-sig") as f:
-        return [tuple(r) for r in csv.reader(f)]
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-      raise DatasetError(f"cannot read CSV file {path!r}: {e}") from e
+    return [tuple(r) for r in read_csv(path)]
   try:
     book = openpyxl.load_workbook(path, read_only=True, data_only=not formulas)
   except (OSError, zipfile.BadZipFile, KeyError, ValueError) as e:
