@@ -373,3 +373,19 @@ def test_a_negative_onset_is_a_broken_row(tmp_path):
   assert [c.clip_id for c in index.clips] == ["EP03_02"]
   assert index.skipped[0].reason == ("broken row: onset -3 / offset 54 do not form a frame range "
                                      "(frame numbers are never negative)")
+
+
+def test_a_clip_of_fewer_than_three_frames_is_skipped_with_the_reason(tmp_path):
+  """onset = offset trained on one frame repeated: a clip without motion, silently (predict
+  refuses such a clip)."""
+  root = _casme2(tmp_path, [dict(ROW, onset=46, apex=46, offset=46), ROW2])
+  index = datasets.load_index("casme2", root)
+  assert [c.clip_id for c in index.clips] == ["EP03_02"]
+  assert index.skipped[0].reason == ("1 frame(s) between onset 46 and offset 46; a clip needs at "
+                                     "least 3 (onset, apex and offset) to show a motion")
+  smic = fake_trees.write_smic_tree(tmp_path / "SMIC", [
+      dict(subject="s1", emotion="negative", clip="s1_ne_01", frames=[5, 6]),
+      dict(subject="s1", emotion="positive", clip="s1_po_01", frames=[1, 2, 3])])
+  index = datasets.load_index("smic", smic)
+  assert [c.clip_id for c in index.clips] == ["s1_po_01"]
+  assert [s.item for s in index.skipped] == ["smic s1/s1_ne_01"]

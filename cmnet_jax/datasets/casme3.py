@@ -114,10 +114,15 @@ def read_records(root: str, *, annotation: str | None = None, frames: str | None
     if not folder or not os.path.isdir(folder):
       skipped.append(index_lib.Skipped(item, f"clip folder not found under {frames_root!r}"))
       continue
-    records.append(frames_lib.annotated_record(
+    record = frames_lib.annotated_record(
         NAME, subject, f"{filename}_{onset}", folder, onset, apex, offset,
         spreadsheet.as_text(spreadsheet.cell(row, "emotion")),
         spreadsheet.as_text(spreadsheet.cell(row, "AU")), notes, suffixes=(".jpg", ".jpeg"),
-        row=f"{os.path.basename(path)} row {row.number}"))
+        row=f"{os.path.basename(path)} row {row.number}")
+    short = frames_lib.too_short(record)
+    if short:
+      skipped.append(index_lib.Skipped(item, short))
+      continue
+    records.append(record)
   return records, skipped, notes
 

@@ -74,11 +74,16 @@ def read_coded_rows(name: str, path: str, frames_root: str, *, sheet: str, colum
       skipped.append(index_lib.Skipped(item, f"clip folder not found: {subject}/{filename} under "
                                              f"{frames_root!r}"))
       continue
-    records.append(frames_lib.annotated_record(
+    record = frames_lib.annotated_record(
         name, subject, filename, folder, onset, spreadsheet.as_int(apex_written), offset,
         spreadsheet.as_text(spreadsheet.cell(row, columns.emotion)),
         spreadsheet.as_text(spreadsheet.cell(row, columns.action_units)), notes,
-        apex_written=apex_written, row=f"{os.path.basename(path)} row {row.number}"))
+        apex_written=apex_written, row=f"{os.path.basename(path)} row {row.number}")
+    short = frames_lib.too_short(record)
+    if short:
+      skipped.append(index_lib.Skipped(item, short))
+      continue
+    records.append(record)
   return records, skipped, notes
 
 

@@ -339,6 +339,20 @@ def read_frames(record: ClipRecord, positions: np.ndarray, *, image_size: int) -
   return np.stack([decoded[p] for p in positions])
 
 
+# A clip needs its onset, apex and offset frames to show a motion (predict's `MIN_FRAMES` too).
+MIN_CLIP_FRAMES = 3
+
+
+def too_short(record: ClipRecord) -> str | None:
+  """The reason to skip a clip with fewer than `MIN_CLIP_FRAMES` frames (None if it has them):
+  sampled, its one or two frames would be repeated into a clip without motion."""
+  if len(record.frame_paths) >= MIN_CLIP_FRAMES:
+    return None
+  return (f"{len(record.frame_paths)} frame(s) between onset {record.onset} and offset "
+          f"{record.offset}; a clip needs at least {MIN_CLIP_FRAMES} (onset, apex and offset) to "
+          f"show a motion")
+
+
 def annotated_record(dataset: str, subject: str, clip_id: str, folder: str, onset: int,
                      apex: int | None, offset: int, emotion: str, action_units: str,
                      notes: list[str], *, apex_written: object = None,

@@ -106,9 +106,14 @@ def read_records(root: str, *, annotation: str | None = None, frames: str | None
     found, note = frames_lib.same_size(found, item)
     notes += [note] if note else []
     numbers = tuple(n for n, _ in found)
-    records.append(index_lib.ClipRecord(
+    record = index_lib.ClipRecord(
         NAME, subject, clip, tuple(p for _, p in found), numbers[0],
-        numbers[len(numbers) // 2], numbers[-1], emotion, -1, "", numbers))
+        numbers[len(numbers) // 2], numbers[-1], emotion, -1, "", numbers)
+    short = frames_lib.too_short(record)
+    if short:
+      skipped.append(index_lib.Skipped(item, short))
+      continue
+    records.append(record)
   if records:
     notes.insert(0, f"SMIC has no apex annotation: the middle frame is the apex of all "
                     f"{len(records)} clips")
