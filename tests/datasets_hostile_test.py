@@ -389,3 +389,23 @@ def test_a_clip_of_fewer_than_three_frames_is_skipped_with_the_reason(tmp_path):
   index = datasets.load_index("smic", smic)
   assert [c.clip_id for c in index.clips] == ["s1_po_01"]
   assert [s.item for s in index.skipped] == ["smic s1/s1_ne_01"]
+
+
+def test_a_sheet_resaved_by_pandas_with_its_index_column_is_read(tmp_path):
+  """`df.to_excel(...)` writes an unnamed index column first: "no header row whose first cell
+  is 'Subject'"."""
+  root = _casme2(tmp_path)
+  table = _coding_table([ROW, ROW2])
+  table = [[None] + table[0]] + [[i] + values for i, values in enumerate(table[1:])]
+  writers.write_sheet(os.path.join(root, CODING), "Sheet1", table)
+  index = datasets.load_index("casme2", root)
+  assert [(c.subject, c.clip_id, c.apex) for c in index.clips] == [
+      ("sub01", "EP02_01f", 50), ("sub02", "EP03_02", 7)]
+
+
+def test_a_filename_with_a_trailing_slash_names_the_clip_without_it(tmp_path):
+  """'EP02_01f/' (pasted from a file manager) became the clip id written to predictions.txt."""
+  root = _casme2(tmp_path)
+  writers.write_sheet(os.path.join(root, CODING), "Sheet1",
+                      _coding_table([dict(ROW, filename="EP02_01f/"), ROW2]))
+  assert [c.clip_id for c in datasets.load_index("casme2", root).clips] == ["EP02_01f", "EP03_02"]

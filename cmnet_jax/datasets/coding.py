@@ -44,7 +44,7 @@ def read_coded_rows(name: str, path: str, frames_root: str, *, sheet: str, colum
   records, skipped, notes, seen = [], [], [], {}
   for row in spreadsheet.read_table(path, sheet=sheet, required=tuple(columns)):
     subject = subject_name(spreadsheet.cell(row, columns.subject))
-    filename = spreadsheet.as_text(spreadsheet.cell(row, columns.filename))
+    filename = spreadsheet.as_text(spreadsheet.cell(row, columns.filename)).rstrip("/\\")
     if subject is None or not filename:
       raise index_lib.DatasetError(
           f"{path!r} row {row.number}: expected a subject number and a filename, got "

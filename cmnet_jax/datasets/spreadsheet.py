@@ -129,7 +129,8 @@ def read_table(path: str | os.PathLike, *, sheet: str | None, required: Sequence
     path: .xlsx (sheet `sheet`, or the first sheet if None) or .csv file.
     sheet: sheet name (case-insensitive); ignored for .csv.
     required: column names that must be present.
-    first_cell: text of the header row's first cell.
+    first_cell: text of the header row's first non-blank cell (blank columns before it, such
+      as the unnamed index column pandas' `to_excel` writes, are ignored).
     max_preamble: how many rows to search for the header.
 
   Returns:
@@ -145,7 +146,8 @@ def read_table(path: str | os.PathLike, *, sheet: str | None, required: Sequence
   rows = _raw_rows(path, sheet)
   where = f"{path!r}" + (f" sheet {sheet!r}" if sheet and not path.lower().endswith(".csv") else "")
   for h, values in enumerate(rows[:max_preamble]):
-    if values and _header_key(values[0]) == _header_key(first_cell):
+    filled = [v for v in values if _header_key(v)]   # blank leading cells: a pandas index
+    if filled and _header_key(filled[0]) == _header_key(first_cell):
       break
   else:
     raise DatasetError(f"{where}: no header row whose first cell is {first_cell!r} in the first "
