@@ -165,6 +165,23 @@ def restore_step(directory: str | os.PathLike, step: int,
   return state, _decode(extra)
 
 
+def saved_slots(directory: str | os.PathLike) -> int | None:
+  """The leading (fold slot) size of the state in the newest checkpoint of `directory`, read
+  from its metadata; None when there is none or it cannot be read."""
+  d = Path(directory)
+  steps = sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
+  if not steps:
+    return None
+  checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler(**_handlers()))
+  try:
+    tree = checkpointer.metadata(d.absolute() / str(steps[-1])).item_metadata["state"].tree
+    return int(jax.tree.leaves(tree)[0].shape[0])
+  except Exception:  # pylint: disable=broad-except  # unreadable: the restore will say so
+    return None
+  finally:
+    checkpointer.close()
+
+
 def is_supported() -> bool:
   """Whether `CheckpointStore` works here: single-process runs only (see its NotImplementedError).
 

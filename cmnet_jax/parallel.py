@@ -57,13 +57,21 @@ class FoldLayout:
     return np.where(ids < self.num_folds, ids, -1)
 
 
-def make_layout(num_folds: int, *, num_devices: int = 0, folds_per_device: int = 0) -> FoldLayout:
+def make_layout(num_folds: int, *, num_devices: int = 0, folds_per_device: int = 0,
+                fewest_devices: bool = True) -> FoldLayout:
   """Chooses the layout for `num_folds` folds on this process's devices.
 
   Args:
     num_folds: number of LOSO folds.
-    num_devices: how many local devices to use; 0 = all of them (never more than useful).
+    num_devices: how many local devices to use at most; 0 = all of them (never more than useful).
     folds_per_device: vmap width; 0 = enough to hold every fold in one group.
+    fewest_devices: with a given `folds_per_device`, use only as many devices as the folds need
+      for the same number of groups (8 folds x 2 per device: 4 devices, not 8 with 8 padded
+      slots). False gives the layout of versions before issue 23, for workdirs trained with it.
+
+  >>> layout = make_layout(2, folds_per_device=2)  # one device, not two with two padded slots
+  >>> len(layout.devices), layout.folds_per_device, layout.num_groups
+  (1, 2, 1)
   """
   if num_folds < 1:
     raise ValueError(f"num_folds must be >= 1, got {num_folds}")
@@ -75,6 +83,11 @@ def make_layout(num_folds: int, *, num_devices: int = 0, folds_per_device: int =
   # Never use more devices than there are folds to put on them.
   ndev = max(1, min(ndev, math.ceil(num_folds / pcount)))
   fpd = folds_per_device or math.ceil(num_folds / (ndev * pcount))
+  if folds_per_device and fewest_devices:
+    # As many groups as these devices need, then the fewest devices that keep that many: the
+    # same wall time without training padded slots.
+    groups = math.ceil(num_folds / (ndev * fpd * pcount))
+    ndev = math.ceil(num_folds / (groups * fpd * pcount))
   return FoldLayout(num_folds=num_folds, devices=tuple(local[:ndev]), folds_per_device=fpd,
                     process_index=jax.process_index(), process_count=pcount)
 

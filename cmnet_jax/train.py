@@ -172,11 +172,32 @@ def _load_data(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, *,
   return data
 
 
+def _layout(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir,
+            num_folds: int) -> parallel.FoldLayout:
+  """The fold layout; a workdir trained with the layout of versions before issue 23 (padded
+  slots on devices an explicit train.folds_per_device did not need) keeps it, so it resumes and
+  evaluates (its checkpoints hold that many slots)."""
+  kwargs = {"num_devices": config.train.num_devices,
+            "folds_per_device": config.train.folds_per_device}
+  layout = parallel.make_layout(num_folds, **kwargs)
+  legacy = parallel.make_layout(num_folds, fewest_devices=False, **kwargs)
+  if legacy.slots_per_process == layout.slots_per_process:
+    return layout
+  process = layout.process_index
+  held = [len(wd.load_group(g.path)["fold_ids"]) for g in wd.group_files() if g.process == process]
+  held += [checkpoint.saved_slots(wd.checkpoint_dir(g, process)) for g in range(legacy.num_groups)]
+  if legacy.slots_per_process in held:
+    print(f"note: {wd.path} was trained with {len(legacy.devices)} devices x "
+          f"{legacy.folds_per_device} folds ({legacy.slots_per_process} slots for {num_folds} "
+          f"folds); it keeps that layout (new runs use {len(layout.devices)} devices)")
+    return legacy
+  return layout
+
+
 def _run(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, *, evaluate_only: bool,
          read_only: bool) -> dict:
   data = _load_data(config, wd, evaluate_only=evaluate_only, read_only=read_only)
-  layout = parallel.make_layout(len(data.folds), num_devices=config.train.num_devices,
-                                folds_per_device=config.train.folds_per_device)
+  layout = _layout(config, wd, len(data.folds))
   process, tc = layout.process_index, config.train
   setup = ts.make_setup(config, len(data.class_names))
   device_data = parallel.replicate(layout, data.device_data())

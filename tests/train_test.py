@@ -260,3 +260,24 @@ def test_eval_mode_uses_the_workdirs_config_and_reproduces_the_predictions(refer
   assert "train.num_epochs: 2 -> 7" in capsys.readouterr().out
   assert _predictions(workdir) == before
   assert sorted(wd.tensorboard_dir.iterdir()) == events  # eval adds no event file
+
+
+
+@pytest.mark.parametrize("held", ["checkpoint", "group file"])
+def test_a_workdir_trained_with_padded_slots_keeps_its_layout(tmp_path, capsys, held):
+  """Issue 23: train.folds_per_device now uses only the devices the folds need (fewer slots);
+  a workdir trained before with the padded layout (its checkpoints and fold-group files hold
+  that many slots) keeps it, so it still resumes and evaluates. A new one gets the new one."""
+  from cmnet_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  config = _config(**{"train.folds_per_device": 2})   # 3 folds on the 4 test devices
+  wd = workdir_lib.Workdir(tmp_path)
+  new = train._layout(config, wd, 3)
+  assert (len(new.devices), new.folds_per_device) == (2, 2)
+  if held == "checkpoint":
+    with checkpoint.CheckpointStore(wd.checkpoint_dir(0, 0)) as store:
+      store.save(1, {"w": np.zeros((6, 2), np.float32)}, {})
+  else:
+    wd.save_group(0, 0, {"fold_ids": np.array([0, 1, 2, -1, -1, -1])})
+  old = train._layout(config, wd, 3)
+  assert (len(old.devices), old.folds_per_device) == (3, 2)
+  assert "trained with 3 devices x 2 folds (6 slots for 3 folds)" in capsys.readouterr().out
