@@ -409,3 +409,40 @@ def test_a_filename_with_a_trailing_slash_names_the_clip_without_it(tmp_path):
   writers.write_sheet(os.path.join(root, CODING), "Sheet1",
                       _coding_table([dict(ROW, filename="EP02_01f/"), ROW2]))
   assert [c.clip_id for c in datasets.load_index("casme2", root).clips] == ["EP02_01f", "EP03_02"]
+
+
+def test_a_megc2019_csv_with_a_header_line_is_read(tmp_path):
+  """A header line (`database,subject,filename,class`) was "line 1: expected ..."."""
+  fake_trees.write_casme2_tree(tmp_path / "CASME2", [ROW, ROW2])
+  fake_trees.write_megc2019_csv(tmp_path / "combined_3class_gt.csv", [
+      ("Database", "Subject", "Filename", "Class"), ("casme2", "sub01", "EP02_01f", 1)])
+  index = datasets.load_index("megc2019", tmp_path)
+  assert [(c.clip_id, c.label) for c in index.clips] == [("EP02_01f", 1)]
+  fake_trees.write_megc2019_csv(tmp_path / "combined_3class_gt.csv", [
+      ("casme2", "sub01", "EP02_01f", 1), ("Database", "Subject", "Filename", "Class")])
+  with pytest.raises(datasets.DatasetError, match="line 2: expected 'database,subject"):
+    datasets.load_index("megc2019", tmp_path)   # only a first line may name the columns
+
+
+def test_a_frames_folder_linked_from_elsewhere_is_followed(tmp_path):
+  """A link the user made (Cropped -> a bigger disk) is the user's layout, and is followed;
+  annotation values cannot lead out of the folder (item 5)."""
+  root = _casme2(tmp_path)
+  elsewhere = tmp_path / "big_disk" / "Cropped"
+  os.makedirs(elsewhere.parent)
+  os.rename(os.path.join(root, "Cropped"), elsewhere)
+  os.symlink(elsewhere, os.path.join(root, "Cropped"))
+  assert len(datasets.load_index("casme2", root).clips) == 2
+
+
+def test_a_damaged_frame_hash_cache_is_rebuilt(tmp_path):
+  from cmnet_jax.datasets import hashes  # pylint: disable=g-import-not-at-top
+  frame = tmp_path / "reg_img1.jpg"
+  frame.write_bytes(b"abc")
+  os.utime(frame, ns=(10**18, 10**18))
+  cache_file = tmp_path / "frame-hashes.json"
+  cache_file.write_text('{"format": 1, "files": {')     # truncated
+  cache = hashes.HashCache(cache_file)
+  digest = cache.digest(str(frame))
+  cache.save()
+  assert hashes.HashCache(cache_file).digest(str(frame)) == digest == hashes.hash_file(str(frame))

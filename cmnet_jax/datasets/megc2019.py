@@ -38,13 +38,19 @@ def _key(database: str, subject: str, clip: str, module) -> tuple[str, str, str]
 
 
 def read_membership(path: str) -> list[tuple[int, str, str, str, int]]:
-  """(line number, database, subject, filename, class) of every CSV row, validated."""
+  """(line number, database, subject, filename, class) of every CSV row, validated. A first
+  line naming the columns (a header some users add, e.g. `database,subject,filename,class`) is
+  not a row."""
   rows = spreadsheet.read_csv(path)
-  out = []
+  out, first = [], True
   for n, row in enumerate(rows, start=1):
     if not any(c.strip() for c in row):
       continue
     cells = [c.strip() for c in row]
+    if first and len(cells) == 4 and cells[0].lower() not in PARTS and not cells[3].isdigit():
+      first = False
+      continue   # a header line
+    first = False
     if len(cells) != 4 or cells[0].lower() not in PARTS or cells[3] not in ("0", "1", "2"):
       raise index_lib.DatasetError(
           f"{path!r} line {n}: expected 'database,subject,filename,class' with database in "
