@@ -5,6 +5,7 @@
     python run.py --config=configs/synthetic.py:quick --workdir=runs/quick
     python run.py --mode=eval --workdir=runs/synthetic         # re-evaluate from checkpoints
     python run.py --mode=predict --workdir=runs/synthetic --frames=/path/to/clip_folder
+    python run.py --mode=spot --workdir=runs/synthetic --frames=/path/to/clip_folder
     python run.py --mode=align --config=configs/samm.py --config.data.root=/data/SAMM  # face crops
 """
 from __future__ import annotations
@@ -36,14 +37,15 @@ _CONFIG = config_flags.DEFINE_config_file(
     "Config file (optionally file.py:variant, e.g. configs/casme2.py:quick).", lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run folder (checkpoints, reports). Default: runs/<config name>[_<variant>].")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "predict", "align"],
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "predict", "spot", "align"],
                           "train (resumes if the workdir has checkpoints, re-prints a finished run)"
-                          " | eval | predict (both with the workdir's own config) | align (aligned "
-                          "face crops of data.root, see README)")
-_FRAMES = flags.DEFINE_string("frames", None, "predict: folder holding one clip's frames.")
+                          " | eval | predict | spot (the last three with the workdir's own config; "
+                          "spot prints a clip's per-frame intensity and its onset/apex/offset) | "
+                          "align (aligned face crops of data.root, see README)")
+_FRAMES = flags.DEFINE_string("frames", None, "predict, spot: folder holding one clip's frames.")
 _ONSET = flags.DEFINE_integer("onset", None, "predict: onset frame number (default: first frame).")
-_APEX = flags.DEFINE_integer("apex", None, "predict: apex frame number (default: the frame that "
-                             "differs most from the first).")
+_APEX = flags.DEFINE_integer("apex", None, "predict: apex frame number (default: spotted from the "
+                             "learned intensity, as --mode=spot prints).")
 _OFFSET = flags.DEFINE_integer("offset", None, "predict: offset frame number (default: last).")
 _FOLD = flags.DEFINE_string("fold", None, "predict: use only this held-out subject's model "
                             "(default: the ensemble of every fold's model).")

@@ -1,6 +1,6 @@
 """What `run.py` does in each mode, with errors a user can act on (no tracebacks for bad data).
 
-`--mode=eval` and `--mode=predict` use the config recorded in the workdir (the one it was trained
+`--mode=eval`, `--mode=predict` and `--mode=spot` use the config recorded in the workdir (the one it was trained
 with), whatever `--config` says; a `--config` given with them that differs is named and ignored.
 """
 from __future__ import annotations
@@ -48,6 +48,9 @@ def _predict(workdir: Path, config, frames: str, *, onset, apex, offset, fold,
                            fold=fold)
   for note in result["notes"]:
     print(note)
+  if result["spotted"]:
+    print(f"no --apex given: spotted from the learned intensity. {result['spotted']['reason']} "
+          f"(--mode=spot prints every frame's intensity; --apex=N overrides)")
   width = max(len(c) for c in result["probabilities"])
   models = (f"ensemble of {len(result['folds'])} folds" if len(result["folds"]) > 1
             else f"fold {result['folds'][0]}")
@@ -68,6 +71,25 @@ def _predict(workdir: Path, config, frames: str, *, onset, apex, offset, fold,
   return 0
 
 
+def _spot(workdir: Path, config, frames: str, *, onset, offset, fold) -> int:
+  from cmnet_jax import predict  # pylint: disable=g-import-not-at-top
+  result = predict.spot(workdir, frames, config=config, onset=onset, offset=offset, fold=fold)
+  for note in result["notes"]:
+    print(note)
+  marks = {result["onset"]: "onset", result["apex"]: "apex", result["offset"]: "offset"}
+  diff = result["difference_apex"]
+  print(f"clip {frames}: learned intensity per frame (mean of the fold models) and mean absolute "
+        "difference from the first frame")
+  print(f"{'frame':>7}  {'intensity':>9}  {'difference':>10}")
+  for n, s, m in zip(result["frames"], result["intensity"], result["motion"]):
+    tags = [marks[n]] if n in marks else []
+    tags += ["largest difference"] if n == diff else []
+    print(f"{n:>7}  {s:>9.3f}  {m:>10.4f}" + (f"  <- {', '.join(tags)}" if tags else ""))
+  print(f"spotted: onset {result['onset']}, apex {result['apex']}, offset {result['offset']}")
+  print(result["reason"])
+  return 0
+
+
 def run(mode: str, config: ml_collections.ConfigDict, workdir: Path, *,
         frames: Optional[str] = None, onset=None, apex=None, offset=None,
         fold: Optional[str] = None, out: Optional[str] = None,
@@ -77,13 +99,13 @@ def run(mode: str, config: ml_collections.ConfigDict, workdir: Path, *,
   `config_given`: whether the user passed `--config` or `--config.<key>` (eval and predict
   then say which of its keys differ from the workdir's config).
   """
-  if mode == "predict" and not frames:
-    print("error: --mode=predict needs --frames=/path/to/clip_folder", file=sys.stderr)
+  if mode in ("predict", "spot") and not frames:
+    print(f"error: --mode={mode} needs --frames=/path/to/clip_folder", file=sys.stderr)
     return 2
   # Imported here so that `--help` and flag errors stay fast.
   from cmnet_jax import checkpoint  # pylint: disable=g-import-not-at-top
   try:
-    if mode in ("eval", "predict"):
+    if mode in ("eval", "predict", "spot"):
       config = _recorded_config(workdir, config, config_given)
     try:  # every bad config value at once, before anything is written
       config_blocks.validate(config)
@@ -100,6 +122,8 @@ def run(mode: str, config: ml_collections.ConfigDict, workdir: Path, *,
     elif mode == "predict":
       return _predict(workdir, config, frames, onset=onset, apex=apex, offset=offset, fold=fold,
                       out=out)
+    elif mode == "spot":
+      return _spot(workdir, config, frames, onset=onset, offset=offset, fold=fold)
     else:
       raise ValueError(f"unknown mode {mode!r}")
   except DatasetError as e:

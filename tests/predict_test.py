@@ -121,3 +121,70 @@ def test_closed_event_loop_errors_of_a_failed_restore_are_dropped_others_kept():
   assert seen == []
   hook(unraisable("something else"))
   assert [str(u.exc_value) for u in seen] == ["something else"]
+
+
+def test_spot_scores_every_frame_as_the_model_does_and_picks_the_highest(tiny_run):
+  """Issue 22: without --apex the apex comes from the learned intensity of every frame."""
+  from cmnet_jax.datasets import frames as frames_lib  # pylint: disable=import-outside-toplevel
+  workdir, _ = tiny_run
+  clip = _clip(workdir)
+  config = predict.load_config(workdir)
+  model, _, folds = predict.load_fold_params(workdir, config)
+  out = predict.spot(workdir, str(clip), config=config)
+  numbers = [n for n, _ in frames_lib.list_frames(str(clip))]
+  assert out["frames"] == numbers and len(out["intensity"]) == len(numbers)
+  # Reference: the full model (the classifier's own call) on 5 frames with the first frame as
+  # the onset reference, mean over folds. (The onset frame itself, whose input is all zeros, is
+  # numerically degenerate under GroupNorm and is never scored.)
+  picks = [1, 3, 7, len(numbers) // 2, len(numbers) - 1]
+  x, onset = out["decoded"][picks][None], out["decoded"][:1][None]
+  ref = np.mean([np.asarray(model.apply({"params": p}, x, train=False,
+                                        reference=onset).intensities[0])
+                 for p in folds.values()], 0)
+  np.testing.assert_allclose(np.asarray(out["intensity"])[picks], ref, rtol=1e-4, atol=1e-6)
+  s = np.asarray(out["intensity"])
+  assert out["apex"] == numbers[1 + int(np.argmax(s[1:]))]   # the onset reference is skipped
+  low = s[1:].min()
+  level = low + predict.SPOT_THRESHOLD * (s.max() - low)
+  apex = numbers.index(out["apex"])
+  below = [i for i in range(1, len(s)) if s[i] <= level]
+  assert out["onset"] == numbers[max([i for i in below if i < apex], default=0)]
+  assert out["offset"] == numbers[min([i for i in below if i > apex], default=len(s) - 1)]
+
+
+def test_predict_without_apex_says_which_frame_it_spotted_and_spot_mode_prints_frames(
+    tiny_run, tmp_path, monkeypatch, capsys):
+  workdir, _ = tiny_run
+  clip = _clip(workdir)
+  monkeypatch.chdir(tmp_path)
+  assert cli.run("predict", synthetic_config.get_config(), workdir, frames=str(clip)) == 0
+  out = capsys.readouterr().out
+  spotted = predict.spot(workdir, str(clip))
+  assert f"spotted from the learned intensity. apex = frame {spotted['apex']}" in out
+  assert cli.run("spot", synthetic_config.get_config(), workdir, frames=str(clip)) == 0
+  out = capsys.readouterr().out
+  assert (f"spotted: onset {spotted['onset']}, apex {spotted['apex']}, offset "
+          f"{spotted['offset']}") in out
+  assert out.count("\n") >= len(spotted["frames"]) + 3 and "<- " in out and "apex" in out
+  # --apex given: used as given, nothing spotted.
+  given = predict.predict(workdir, str(clip), apex=spotted["frames"][2])
+  assert given["spotted"] is None
+
+
+def test_predict_leaves_out_a_frame_of_another_size_with_a_note(tiny_run, tmp_path):
+  """Issue 23 (14): the rule training follows, not a silently stretched frame."""
+  fake_trees.write_frames(tmp_path / "clip", range(10, 18), "img{}.jpg", size=(16, 16))
+  fake_trees.write_frames(tmp_path / "clip", [14], "img{}.jpg", size=(24, 20))
+  out = predict.predict(tiny_run[0], str(tmp_path / "clip"))
+  assert any("1 frame(s) of another size" in n and "14" in n for n in out["notes"])
+  assert 14 not in out["frames"] and 14 not in predict.spot(tiny_run[0],
+                                                            str(tmp_path / "clip"))["frames"]
+
+
+def test_a_video_file_is_named_as_such_with_the_folder_expected(tiny_run, tmp_path, capsys):
+  """Issue 23 (16)."""
+  video = tmp_path / "clip.mp4"
+  video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+  assert cli.run("predict", synthetic_config.get_config(), tiny_run[0], frames=str(video)) == 1
+  err = capsys.readouterr().err
+  assert "is a video file" in err and "expected a folder of numbered" in err
