@@ -78,6 +78,7 @@ class Source(NamedTuple):
   clips: 'dataset/subject/clip_id' of every clip, in index order.
   legacy_fingerprint: the format-1 fingerprint (paths and sizes, no content) that workdirs
     written before issue 23 recorded, to recognise their data (`Workdir.check_data`).
+  hash_cache: the frames' content hashes, written by `load_clips` (a refused run writes nothing).
   """
   index: Any
   root: Path
@@ -85,6 +86,7 @@ class Source(NamedTuple):
   files_key: str
   clips: list
   legacy_fingerprint: str = ""
+  hash_cache: Optional[hashes_lib.HashCache] = None
 
 
 def dataset_root(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir) -> Path:
@@ -136,10 +138,8 @@ def read_source(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir) -> S
   index.print_report()
   cache = hashes_lib.HashCache(wd.frame_hashes_file)
   fingerprint, files_key, legacy = fingerprints(index, cache)
-  if jax.process_index() == 0 and wd.path.is_dir() and wd.writable():
-    cache.save()
   return Source(index, root, fingerprint, files_key,
-                [f"{c.dataset}/{c.subject}/{c.clip_id}" for c in index.clips], legacy)
+                [f"{c.dataset}/{c.subject}/{c.clip_id}" for c in index.clips], legacy, cache)
 
 
 def _cache_key(config: ml_collections.ConfigDict) -> str:
@@ -157,6 +157,8 @@ def load_clips(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, sourc
   cache is decoded again too (with a warning), and caches of other data are removed.
   """
   index, root = source.index, source.root
+  if write_cache and source.hash_cache is not None and jax.process_index() == 0:
+    source.hash_cache.save()
   cache = wd.clip_cache(_cache_key(config), source.files_key[:16])
   if jax.process_index() != 0:
     wd.wait_for_clip_cache(_cache_key(config), source.files_key[:16])

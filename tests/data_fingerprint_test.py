@@ -23,12 +23,12 @@ def _copy(tiny_run, tmp_path):
 
 
 def _snapshot(workdir):
-  """{path: (size, mtime)} of every file but the lock file and the frame-hash cache."""
+  """{path: (size, mtime)} of every file but the lock file (rewritten by each run holding it)."""
   wd, out = workdir_lib.Workdir(workdir), {}
   for folder, _, files in os.walk(workdir):
     for name in files:
       path = os.path.join(folder, name)
-      if path not in (str(wd.lock_file()), str(wd.frame_hashes_file)):
+      if path != str(wd.lock_file()):
         st = os.stat(path)
         out[os.path.relpath(path, workdir)] = (st.st_size, st.st_mtime_ns)
   return out
@@ -142,3 +142,26 @@ def test_a_file_hashed_in_its_mtimes_clock_tick_is_not_cached(tmp_path):
 def test_an_unreadable_frame_is_named(tmp_path):
   with pytest.raises(index_lib.DatasetError, match="cannot read frame file .*missing.jpg"):
     hashes.HashCache(None).digest(str(tmp_path / "missing.jpg"))
+
+
+def test_the_hash_cache_is_written_when_the_clips_load_and_spares_the_reads(tmp_path, monkeypatch):
+  from cmnet_jax.testing import fake_trees  # pylint: disable=g-import-not-at-top
+  from configs import casme2  # pylint: disable=g-import-not-at-top
+  root = fake_trees.write_casme2_tree(tmp_path / "CASME2", [dict(
+      subject=1, filename="EP02_01f", onset=46, apex=50, offset=54, action_units=12,
+      emotion="happiness", objective_class=1)])
+  for folder, _, files in os.walk(root):
+    for name in files:
+      os.utime(os.path.join(folder, name), ns=(10**18, 10**18))   # settled files: cached
+  config = casme2.get_config("quick")
+  with config.unlocked():
+    config.data.root, config.data.num_frames, config.data.image_size = root, 5, 8
+    config.data.train_jitter_copies = 1
+  wd = workdir_lib.Workdir(tmp_path / "run")
+  wd.create()
+  source = input_pipeline.read_source(config, wd)
+  assert not wd.frame_hashes_file.exists()       # not before the data are accepted
+  input_pipeline.load_clips(config, wd, source)
+  assert len(json.loads(wd.frame_hashes_file.read_text())["files"]) == 9
+  monkeypatch.setattr(hashes, "hash_file", lambda path: pytest.fail(f"read {path} again"))
+  assert input_pipeline.read_source(config, wd).fingerprint == source.fingerprint
