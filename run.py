@@ -70,6 +70,9 @@ def main(argv) -> int:
   workdir = Path(_WORKDIR.value) if _WORKDIR.value else default_workdir()
   config_given = (config_args.config_path(sys.argv, "") != ""
                   or bool(config_args.override_keys(sys.argv)))
+  if _MODE.value in ("train", "eval"):  # Ctrl-C stops at once, compiling included
+    from cmnet_jax import interrupt  # pylint: disable=g-import-not-at-top
+    interrupt.stop_promptly(lambda: interrupt.resume_message(workdir, sys.argv, _MODE.value))
   return cli.run(_MODE.value, _CONFIG.value, workdir, frames=_FRAMES.value, onset=_ONSET.value,
                  apex=_APEX.value, offset=_OFFSET.value, fold=_FOLD.value, out=_OUT.value,
                  config_given=config_given)

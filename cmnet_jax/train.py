@@ -23,6 +23,7 @@ import numpy as np
 from cmnet_jax import checkpoint
 from cmnet_jax import config_blocks
 from cmnet_jax import input_pipeline
+from cmnet_jax import interrupt
 from cmnet_jax import models
 from cmnet_jax import parallel
 from cmnet_jax import reports
@@ -263,9 +264,10 @@ def _run(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, *, evaluate
         tb.flush()
       done = epoch + 1 == tc.num_epochs
       if store and (done or (epoch + 1) % tc.checkpoint_every_epochs == 0):
-        store.save(epoch + 1, parallel.unshard(state), {
-            "history": {k: [v.tolist() for v in vs] for k, vs in history.items()},
-            "oracle": [(e, p.tolist()) for e, p in oracle]})
+        with interrupt.saving():  # Ctrl-C lets it finish (cmnet_jax.interrupt)
+          store.save(epoch + 1, parallel.unshard(state), {
+              "history": {k: [v.tolist() for v in vs] for k, vs in history.items()},
+              "oracle": [(e, p.tolist()) for e, p in oracle]})
       progress.update(group, epoch + 1, float(np.mean(metrics["loss"][fold_ids >= 0])),
                       time.perf_counter() - t0)
     evaluated = parallel.unshard(eval_fn(state.params, fold_data, device_data))
@@ -276,7 +278,8 @@ def _run(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, *, evaluate
     if read_only:
       in_memory[group] = arrays
     else:
-      wd.save_group(group, process, arrays)
+      with interrupt.saving():
+        wd.save_group(group, process, arrays)
     if store:
       store.close()
   progress.close()
@@ -288,7 +291,8 @@ def _run(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, *, evaluate
                 for g in range(layout.num_groups)]
     else:
       groups = wd.wait_for_groups(layout.num_groups, layout.process_count)
-    return results_lib.finish(config, wd, data, groups, write=not read_only, tensorboard=tb)
+    with interrupt.saving():  # the reports together
+      return results_lib.finish(config, wd, data, groups, write=not read_only, tensorboard=tb)
   finally:
     if tb:
       tb.close()

@@ -108,3 +108,51 @@ def test_eval_and_predict_on_an_untrained_workdir_name_config_json(tmp_path):
     assert f"{workdir_lib.Workdir(tmp_path / 'run').config_file} does not exist" in r.stderr
     assert "train first" in r.stderr
   assert sorted(p.name for p in (tmp_path / "run").iterdir()) == []
+
+
+def test_ctrl_c_during_the_first_compile_stops_at_once_and_says_how_to_resume(tmp_path):
+  """Issue 23: SIGINT during the first compilation was ignored and the run trained to the end
+  (Python's handler waits for the C++ call; a background job inherits SIGINT ignored)."""
+  import os  # pylint: disable=g-import-not-at-top
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / "run"
+  wd = workdir_lib.Workdir(workdir)
+  proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--config=configs/tiny.py",
+                           f"--workdir={workdir}"], cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+  deadline = time.monotonic() + 300
+  while not wd.config_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.05)           # config.json is written once the data loaded: compiling next
+  time.sleep(0.5)
+  proc.send_signal(signal.SIGINT)
+  sent = time.monotonic()
+  out = proc.communicate(timeout=300)[0]
+  assert proc.returncode == 130 and time.monotonic() - sent < 5, out
+  assert not wd.checkpoint_steps(0, 0) and not wd.is_finished(), out
+  assert "interrupted (Ctrl-C): stopped before any checkpoint was saved" in out
+  assert f"run.py --config=configs/tiny.py --workdir={workdir}" in out and "Traceback" not in out
+  with wd.lock():   # freed
+    pass
+  assert not [p for p in os.listdir(workdir) if ".tmp" in p]
+
+
+def test_an_interrupt_lets_a_save_in_progress_finish(tmp_path):
+  code = ("import os, signal, sys, time; from cmnet_jax import interrupt; "
+          "interrupt.stop_promptly(lambda: 'stopped after the save'); "
+          "f = open(sys.argv[1], 'w')\n"
+          "with interrupt.saving():\n"
+          "  os.kill(os.getpid(), signal.SIGINT); time.sleep(0.5); f.write('complete'); f.close()\n"
+          "time.sleep(30)")
+  r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "saved")], cwd=ROOT,
+                     capture_output=True, text=True, timeout=60)
+  assert r.returncode == 130 and r.stderr.strip() == "stopped after the save"
+  assert (tmp_path / "saved").read_text() == "complete"
+
+
+def test_the_interrupt_message_names_what_is_kept(tiny_run):
+  from cmnet_jax import interrupt  # pylint: disable=g-import-not-at-top
+  text = interrupt.resume_message(tiny_run[0], ["run.py", "--workdir=x y"])
+  assert "keeps finished fold group group000_process000.npz; checkpoints of " in text
+  assert text.endswith("run.py '--workdir=x y'")

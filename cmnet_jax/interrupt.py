@@ -1,0 +1,80 @@
+"""Ctrl-C (SIGINT) stops a `run.py` command at once, even inside a compilation.
+
+Python runs a signal handler only between bytecodes of the main thread, so a KeyboardInterrupt
+waits for a long C++ call to return: the first epoch's compilation (20-40 s, minutes on a busy
+machine) ignored Ctrl-C. And a process started with SIGINT ignored (a background job of a
+script) never sees one. `stop_promptly` makes the signal write a byte to a pipe (the C-level
+handler does this at once, `signal.set_wakeup_fd`) that a watcher thread reads: it waits for a
+save in progress to finish (`saving()`), prints what the workdir keeps and how to resume, and
+ends the process. Ending there is safe for the same reasons a SIGKILL is: checkpoints are
+written to a temporary folder and renamed when complete, reports and fold-group files are
+written atomically, the workdir's lock is an OS lock.
+
+Only `run.py` installs it; a library caller of `train.train_and_evaluate` keeps Python's
+KeyboardInterrupt.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from typing import Callable, Iterator
+
+_saving = threading.RLock()  # held while a checkpoint, a fold-group file or the reports are written
+EXIT_CODE = 128 + signal.SIGINT
+
+
+@contextlib.contextmanager
+def saving() -> Iterator[None]:
+  """Held around a write that an interrupt should let finish (it ends the run after it)."""
+  with _saving:
+    yield
+
+
+def stop_promptly(message: Callable[[], str]) -> None:
+  """On SIGINT: wait for a save in progress, print `message()` to stderr, exit 130.
+
+  Replaces an inherited 'ignore' too: a signal sent to this process (`kill -INT`) is meant.
+  """
+  read_fd, write_fd = os.pipe()
+  os.set_blocking(write_fd, False)
+  signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+  # The Python-level handler does nothing: the watcher acts (the main thread may be in C++).
+  signal.signal(signal.SIGINT, lambda signum, frame: None)
+
+  def watch() -> None:
+    while True:
+      data = os.read(read_fd, 64)
+      if signal.SIGINT in data:
+        break
+    with _saving:  # a checkpoint being written is finished first
+      try:
+        text = message()
+      except Exception as e:  # pylint: disable=broad-except  # still stop, and say so
+        text = f"interrupted ({type(e).__name__} while listing what is kept: {e})"
+      sys.stderr.write(f"\n{text}\n")
+      sys.stderr.flush()
+      sys.stdout.flush()
+      os._exit(EXIT_CODE)  # pylint: disable=protected-access
+
+  threading.Thread(target=watch, name="cmnet-interrupt", daemon=True).start()
+
+
+def resume_message(workdir: str | os.PathLike, argv: list[str], mode: str = "train") -> str:
+  """What an interrupted `run.py` command leaves in `workdir` and the command that resumes it."""
+  import shlex  # pylint: disable=g-import-not-at-top
+  from cmnet_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  wd = workdir_lib.Workdir(workdir)
+  kept = wd.trained() if wd.path.is_dir() else []
+  command = " ".join(shlex.quote(a) for a in [os.path.basename(sys.executable), *argv])
+  if mode == "eval":
+    return (f"interrupted (Ctrl-C): --mode=eval stopped; {wd.path} keeps its checkpoints, and "
+            "each report is the old one or the new one, never half. Run it again: " + command)
+  if not kept:
+    return (f"interrupted (Ctrl-C): stopped before any checkpoint was saved; {wd.path} holds no "
+            f"trained state. Run the same command again to start: {command}")
+  return (f"interrupted (Ctrl-C): stopped; {wd.path} keeps {'; '.join(kept)} (a save in "
+          "progress was finished first). To resume from there, run the same command again "
+          f"(epochs after the last checkpoint are trained again, with the same result): {command}")
