@@ -48,6 +48,35 @@ class CheckpointError(RuntimeError):
   """Checkpoints exist but none of them can be restored (or the one asked for cannot)."""
 
 
+class CheckpointSaveError(CheckpointError):
+  """A checkpoint could not be written (disk full, folder not writable): names the folder, the
+  cause and the checkpoints kept; resuming is safe (the partial save is removed)."""
+
+
+def write_failure(e: BaseException) -> str:
+  """The cause of a failed write in words: from an OSError's errno, or the
+  `[os_error_code='N']` TensorStore puts in the errors Orbax raises ('' if neither).
+
+  >>> write_failure(OSError(28, 'No space left on device'))
+  'the disk is full (No space left on device)'
+  >>> write_failure(ValueError("... Failed to write 642338 bytes ... [os_error_code='13']"))
+  'this user may not write there (Permission denied)'
+  """
+  import errno  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  code = getattr(e, "errno", None)
+  if not isinstance(code, int):
+    m = re.search(r"os_error_code='?(\d+)", str(e))
+    code = int(m.group(1)) if m else None
+  if code is None:
+    return ""
+  words = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+           errno.EACCES: "this user may not write there",
+           errno.EPERM: "this user may not write there",
+           errno.EROFS: "the file system is read-only"}.get(code, "the write failed")
+  return f"{words} ({os.strerror(code)})"
+
+
 class CheckpointMismatchError(ValueError):
   """A checkpoint's arrays do not match the template (a different model, layout or config)."""
 
@@ -233,9 +262,22 @@ class CheckpointStore:
     if step in self.steps():
       raise ValueError(f"a checkpoint for step {step} already exists in {self.directory}")
     encoded = _encode(dict(extra or {}))
-    self._manager.save(int(step), args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), extra=ocp.args.JsonSave(encoded)), force=True)
-    self._manager.wait_until_finished()
+    try:
+      self._manager.save(int(step), args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), extra=ocp.args.JsonSave(encoded)), force=True)
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except  # Orbax raises ValueError, OSError, ...
+      cause = write_failure(e) or f"{type(e).__name__}: {str(e)[:300]}"
+      for tmp in self.directory.glob(f"{step}{_TMP_MARK}*"):  # the partial save, if it can go
+        shutil.rmtree(tmp, ignore_errors=True)
+      kept = self.steps()
+      saved = f"epochs {', '.join(map(str, kept))}" if kept else "none yet"
+      start = f"epoch {kept[-1]}" if kept else "the start"
+      raise CheckpointSaveError(
+          f"cannot save the checkpoint of epoch {step} in {self.directory}: {cause}. The "
+          f"checkpoints saved before are intact ({saved}) and resuming is safe: free some space "
+          "(or make the folder writable) and run the same command again; it resumes from "
+          f"{start} (a partial save left behind is removed first)") from None
 
   def restore_latest(self, template: Any) -> tuple[int, Any, dict[str, Any]] | None:
     """Newest readable checkpoint as `(step, state, extra)` (host NumPy arrays), or None when

@@ -133,4 +133,12 @@ def run(mode: str, config: ml_collections.ConfigDict, workdir: Path, *,
           errors.NonFiniteLossError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
+  except OSError as e:  # a full disk or an unwritable folder while writing a run's file
+    cause = checkpoint.write_failure(e)
+    if not cause:
+      raise
+    print(f"error: cannot write {e.filename or 'a file'}: {cause}. What was saved before is "
+          f"intact (each file is written whole or not at all) and resuming is safe: free some "
+          f"space (or make {workdir} writable) and run the same command again", file=sys.stderr)
+    return 1
   return 0

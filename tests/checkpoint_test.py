@@ -1,5 +1,7 @@
 """CheckpointStore: round trips of sharded fold-stacked states, fallback from damaged checkpoints."""
+import os
 import shutil
+import subprocess
 
 import jax
 import jax.numpy as jnp
@@ -131,3 +133,59 @@ def test_multi_process_is_refused_clearly(tmp_path, monkeypatch):
   assert not checkpoint.is_supported()
   with pytest.raises(NotImplementedError, match="process 0 of 2"):
     checkpoint.CheckpointStore(tmp_path / "ckpt")
+
+
+# What Orbax 0.11 raised when a real 200 kB tmpfs filled up during a save (issue 23).
+_ORBAX_ENOSPC = ('RESOURCE_EXHAUSTED: Error writing "w/0" in OCDBT database at local file "{d}/'
+                 '2.orbax-checkpoint-tmp/state.orbax-checkpoint-tmp/ocdbt.process_0/": Failed '
+                 'writing: "...": Failed to write 642338 bytes to file 14: No space left on device '
+                 "[os_error_code='28']")
+
+
+@pytest.mark.parametrize("failure", ["disk full", "folder not writable"])
+def test_a_failed_save_names_the_folder_the_cause_and_that_resuming_is_safe(tmp_path,
+                                                                            monkeypatch, failure):
+  """Issue 23: a full disk and an unwritable checkpoint folder gave 85- and 26-frame tracebacks."""
+  with checkpoint.CheckpointStore(tmp_path) as store:
+    store.save(1, {"w": np.ones(3, np.float32)}, {"epoch": 1})
+    real_save = store._manager.save
+
+    def failing_save(step, args, force):
+      if failure == "disk full":  # as Orbax fails: after making its temporary folder
+        (tmp_path / f"{step}.orbax-checkpoint-tmp" / "state").mkdir(parents=True)
+        raise ValueError(_ORBAX_ENOSPC.format(d=tmp_path))
+      raise PermissionError(13, "Permission denied", str(tmp_path / f"{step}.orbax-checkpoint-tmp"))
+    monkeypatch.setattr(store._manager, "save", failing_save)
+    with pytest.raises(checkpoint.CheckpointSaveError) as e:
+      store.save(2, {"w": np.zeros(3, np.float32)}, {"epoch": 2})
+    message = str(e.value)
+    assert "\n" not in message and f"cannot save the checkpoint of epoch 2 in {tmp_path}: " in message
+    assert ("the disk is full (No space left on device)" if failure == "disk full" else
+            "this user may not write there (Permission denied)") in message
+    assert "intact (epochs 1) and resuming is safe" in message and "resumes from epoch 1" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]
+    monkeypatch.setattr(store._manager, "save", real_save)  # space freed: the run goes on
+    assert store.restore_latest({"w": np.zeros(3, np.float32)})[0] == 1
+    store.save(2, {"w": np.zeros(3, np.float32)}, {"epoch": 2})
+    assert store.steps() == [1, 2]
+
+
+def test_a_real_full_disk_and_read_only_folder(tmp_path):
+  """The same on a real 256 kB tmpfs (where this user may mount one: root in a container)."""
+  fs = tmp_path / "fs"
+  fs.mkdir()
+  if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs",
+                                          str(fs)], capture_output=True).returncode != 0:
+    pytest.skip("mounting a small tmpfs needs root")
+  try:
+    with checkpoint.CheckpointStore(fs / "c") as store:
+      store.save(1, {"w": np.zeros(10, np.float32)})
+      noise = np.random.default_rng(0).random(200_000).astype(np.float32)  # 800 kB, incompressible
+      with pytest.raises(checkpoint.CheckpointSaveError, match=r"epoch 2 in .*: the disk is full"):
+        store.save(2, {"w": noise})
+      subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
+      with pytest.raises(checkpoint.CheckpointSaveError, match="the file system is read-only"):
+        store.save(3, {"w": np.zeros(10, np.float32)})
+      assert store.steps() == [1]
+  finally:
+    subprocess.run(["umount", str(fs)], check=False)

@@ -243,3 +243,21 @@ def test_files_a_run_writes_honour_the_umask(tiny_run, tmp_path, mask):
              *(wd.report(name) for name in workdir_lib.REPORTS)]
   assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {
       p.name: oct(0o666 & ~mask) for p in written}
+
+
+def test_a_full_disk_while_writing_the_run_files_is_one_line(tiny_run, tmp_path, capsys,
+                                                                monkeypatch):
+  """Issue 23: a full disk gave a traceback; now one line naming the file, the cause, and that
+  resuming is safe; the file keeps its old content and no temporary file is left."""
+  import errno  # pylint: disable=g-import-not-at-top
+  workdir = _copy(tiny_run, tmp_path)
+  wd = workdir_lib.Workdir(workdir)
+  before = wd.config_file.read_text()
+
+  def full(fd):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+  monkeypatch.setattr(os, "fsync", full)   # the first write of a re-print: config.json
+  (line,) = _refused(capsys, workdir).splitlines()
+  assert line.startswith(f"error: cannot write {wd.config_file}: the disk is full (No space left "
+                         "on device). What was saved before is intact") and "resuming is safe" in line
+  assert wd.config_file.read_text() == before and not list(workdir.glob(".*.tmp"))

@@ -61,9 +61,11 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
       os.fsync(f.fileno())
     os.chmod(tmp, 0o666 & ~umask())  # mkstemp's 0o600, widened as open() would make it
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     if os.path.exists(tmp):
       os.unlink(tmp)
+    if isinstance(e, OSError) and e.errno and not isinstance(e, FileNotFoundError):
+      raise OSError(e.errno, e.strerror, str(path)) from e  # name the file, not the temporary
     raise
   return path
 
