@@ -97,12 +97,12 @@ def test_prepare_mode_is_gone():
   """`--mode=prepare` built TFDS data that training never read (issue 15): removed; the TFDS
   builders stay a library API (tests/tfds_test.py)."""
   r = _run("--mode=prepare", "--helpshort")
-  assert r.returncode != 0 and "<train|eval|predict|align>" in r.stderr
+  assert r.returncode != 0 and "<train|eval|predict|spot|align>" in r.stderr
 
 
 def test_eval_and_predict_on_an_untrained_workdir_name_config_json(tmp_path):
   (tmp_path / "run").mkdir()
-  for mode in ("eval", "predict"):
+  for mode in ("eval", "predict", "spot"):
     r = _run(f"--mode={mode}", f"--workdir={tmp_path / 'run'}", f"--frames={tmp_path}")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"{workdir_lib.Workdir(tmp_path / 'run').config_file} does not exist" in r.stderr
@@ -156,3 +156,32 @@ def test_the_interrupt_message_names_what_is_kept(tiny_run):
   text = interrupt.resume_message(tiny_run[0], ["run.py", "--workdir=x y"])
   assert "keeps finished fold group group000_process000.npz; checkpoints of " in text
   assert text.endswith("run.py '--workdir=x y'")
+
+
+def test_eval_and_predict_never_execute_the_config_file(tmp_path, tiny_run):
+  """Issue 23: config files are Python and run as code; eval and predict use the workdir's
+  config.json, yet executed `--config` (ml_collections loads it while parsing flags)."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  marker = tmp_path / "executed"
+  evil = tmp_path / "evil.py"
+  evil.write_text(f"open({str(marker)!r}, 'w').close()\n"
+                  "from configs import tiny\nget_config = tiny.get_config\n")
+  workdir = tmp_path / "run"
+  shutil.copytree(tiny_run[0], workdir)
+  workdir_lib.Workdir(workdir).config_file.unlink()      # untrained: refused, quickly
+  for mode in ("eval", "predict"):
+    r = _run(f"--mode={mode}", f"--workdir={workdir}", "--config", str(evil),
+             "--config.train.seed=3", f"--frames={tmp_path}")
+    assert r.returncode == 1 and "config.json does not exist" in r.stderr, r.stderr
+    assert not marker.exists()
+  r = _run("--mode=train", f"--workdir={tmp_path / 'other'}", f"--config={evil}",
+           "--config.train.num_epochs=0")                 # train reads it (then refuses the 0)
+  assert r.returncode == 1 and marker.exists()
+
+
+def test_eval_says_the_config_arguments_are_ignored(tiny_run, capsys):
+  from cmnet_jax import cli  # pylint: disable=g-import-not-at-top
+  config = cli._recorded_config(tiny_run[0], None, config_given=True)
+  assert config.train.num_epochs == 2
+  assert "--config arguments given are ignored, and the config file is not executed" in (
+      capsys.readouterr().out)

@@ -495,3 +495,28 @@ def test_load_resnet18_npz_errors(resnet, tmp_path):
     load_resnet18_npz(variables["params"], tmp_path / "junk.npz", into="ice")
   with pytest.raises(ValueError, match="pretrained_into"):
     load_resnet18_npz(variables["params"], tmp_path / "wrong.npz", into="all")
+
+
+def test_minmax_gate_rescales_s_per_clip_in_the_fusion_only():
+  """model.gate_norm='minmax' (issue 22): the fusion sees (s - min s) / (max s - min s) per clip;
+  the output's intensities stay s; an explicit gate (oracle, tent, ablation) is used as given."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from cmnet_jax.models import cmnet  # pylint: disable=import-outside-toplevel
+  kw = dict(num_classes=3, encoder="small_cnn", widths=(8,), feature_dim=8, embedding_dim=4,
+            lstm_hidden=4, norm_groups=4, dropout=0.0, input_mode="onset_difference")
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 4, 8, 8, 3))
+  plain, minmax = cmnet.CMNet(**kw), cmnet.CMNet(**kw, gate_norm="minmax")
+  params = plain.init(jax.random.PRNGKey(1), x)
+  out = minmax.apply(params, x)
+  s = np.asarray(plain.apply(params, x).intensities, np.float64)
+  np.testing.assert_allclose(np.asarray(out.intensities), s, rtol=1e-6)
+  gate = (s - s.min(1, keepdims=True)) / (s.max(1, keepdims=True) - s.min(1, keepdims=True))
+  # Reference: the plain model with the rescaled s given as the gate.
+  ref = plain.apply(params, x, intensities=jnp.asarray(gate, jnp.float32)).logits
+  np.testing.assert_allclose(np.asarray(out.logits), np.asarray(ref), rtol=1e-4, atol=1e-5)
+  assert not np.allclose(np.asarray(out.logits), np.asarray(plain.apply(params, x).logits))
+  given = jnp.full((2, 4), 0.3)
+  np.testing.assert_allclose(np.asarray(minmax.apply(params, x, intensities=given).logits),
+                             np.asarray(plain.apply(params, x, intensities=given).logits),
+                             rtol=1e-6)

@@ -26,8 +26,8 @@ from typing import Any
 import jax.numpy as jnp
 
 from cmnet_jax import config_blocks as cb
-from cmnet_jax.models.cmnet import (CMNet, CMNetOutput, INPUT_MODES, INTENSITY_SOURCES,
-                                   prepare_inputs)
+from cmnet_jax.models.cmnet import (CMNet, CMNetOutput, GATE_NORMS, INPUT_MODES,
+                                   INTENSITY_SOURCES, prepare_inputs)
 from cmnet_jax.models.encoders import (CONV_IMPLS, ENCODERS, RESNET18_BLOCKS, ResNet18, SmallCNN,
                                        im2col_conv)
 from cmnet_jax.models.pretrained import load_pretrained, load_resnet18_npz
@@ -56,6 +56,8 @@ SPEC = cb.Spec({
     "intensity_source": cb.Field(cb.STR, cb.one_of(*INTENSITY_SOURCES),
                                  "'oracle' = the synthetic generator's true intensity; "
                                  "'tent' = a fixed positional tent (the position prior)"),
+    "gate_norm": cb.Field(cb.STR, cb.one_of(*GATE_NORMS),
+                          "'minmax' = the learned s rescaled to [0, 1] per clip in the fusion"),
 }, rules=(
     cb.Rule(("widths", "norm_groups"), lambda ws, g: all(w % g == 0 for w in ws),
             "every width divisible by model.norm_groups"),
@@ -96,4 +98,4 @@ def build(model_config: Any, num_classes: int) -> CMNet:
                feature_dim=c["feature_dim"], embedding_dim=c["embedding_dim"],
                lstm_hidden=c["lstm_hidden"], norm_groups=c["norm_groups"], dropout=c["dropout"],
                input_mode=c["input_mode"], dtype=DTYPES[c["dtype"]],
-               conv_impl=c["conv_impl"], pool_grid=c["pool_grid"])
+               conv_impl=c["conv_impl"], pool_grid=c["pool_grid"], gate_norm=c["gate_norm"])

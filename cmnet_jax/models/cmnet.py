@@ -34,6 +34,25 @@ INPUT_MODES = ("raw", "onset_difference", "both")
 # 'tent' is the position prior: one fixed onset -> apex -> offset tent (the prototype mean with
 # the apex at index T // 2) for every clip, whatever it shows; an experiment arm like 'oracle'.
 INTENSITY_SOURCES = ("learned", "oracle", "tent")
+# How the learned s_t enters the fusion (config model.gate_norm): 'none' = as it is; 'minmax' =
+# rescaled per clip to [0, 1] ((s - min_t s) / (max_t s - min_t s)), so the clip's weakest frame
+# is switched off and its strongest fully on whatever the scale of s (the rank-based intensity
+# terms leave the scale free). The losses and the diagnostics always see s itself.
+GATE_NORMS = ("none", "minmax")
+
+
+def normalise_gate(s: jax.Array, gate_norm: str) -> jax.Array:
+  """`[batch, time]` learned intensities -> the fusion's gate (see GATE_NORMS).
+
+  >>> [round(float(v), 4) for v in normalise_gate(jnp.array([[0.2, 0.6, 0.4]]), 'minmax')[0]]
+  [0.0, 1.0, 0.5]
+  """
+  if gate_norm == "none":
+    return s
+  if gate_norm == "minmax":
+    low = jnp.min(s, axis=-1, keepdims=True)
+    return (s - low) / (jnp.max(s, axis=-1, keepdims=True) - low + 1e-6)
+  raise ValueError(f"model.gate_norm: expected one of {GATE_NORMS}, got {gate_norm!r}")
 
 
 class CMNetOutput(NamedTuple):
@@ -127,6 +146,7 @@ class CMNet(nn.Module):
   dtype: Any = jnp.float32
   conv_impl: str = "auto"
   pool_grid: int = 1
+  gate_norm: str = "none"
 
   def setup(self):
     enc = ENCODERS[self.encoder]
@@ -219,13 +239,14 @@ class CMNet(nn.Module):
   def _classify(self, x: jax.Array, s: jax.Array, z: jax.Array, train: bool,
                 intensities: jax.Array | None) -> CMNetOutput:
     """FFE, fusion with s_t (or `intensities`), LSTM and classifier on the prepared input."""
+    gate = normalise_gate(s, self.gate_norm)
     if intensities is not None:
       if intensities.shape != s.shape:
         raise ValueError(f"intensities: expected [batch, time] = {s.shape}, got "
                          f"{intensities.shape}")
-      s = jnp.asarray(intensities, jnp.float32)
+      s = gate = jnp.asarray(intensities, jnp.float32)
     f = self._encode(self.ffe, x)
-    e = f * self.extend(s[..., None])
+    e = f * self.extend(gate[..., None])
     (_, v), _ = self.lstm(e)
     v = self.drop(v, deterministic=not train)
     logits = self.classifier(v)
