@@ -44,6 +44,9 @@ ARMS: dict[str, dict] = {
     # The position prior: a fixed onset -> apex -> offset tent (apex at the middle index) in the
     # fusion of every clip. A learned intensity is worth something only where it beats this arm.
     "tent": {**_CE_ONLY, "model.intensity_source": "tent"},
+    # Issue 22 candidates: the learned s rescaled to [0, 1] per clip in the fusion.
+    "default-minmax": {"model.gate_norm": "minmax"},
+    "ce-minmax": {**_CE_ONLY, "model.gate_norm": "minmax"},
     # Candidates the default was chosen from (on another synthetic seed; docs/results.md).
     "w0.1-o0.1": {"loss.lambda_w": 0.1, "loss.lambda_order": 0.1},
     "w0.1-o0.5": {"loss.lambda_w": 0.1, "loss.lambda_order": 0.5},
