@@ -27,14 +27,20 @@ from ml_collections import config_flags
 
 from cmnet_jax import config_args
 
-# A missing config file, an unknown variant or --config.<unknown key>: one short error line and
-# exit status 2 here, before ml_collections turns it into a traceback.
 _DEFAULT_CONFIG = str(Path(__file__).parent / "configs" / "synthetic.py")
-config_args.exit_on_problems(sys.argv, _DEFAULT_CONFIG)
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", _DEFAULT_CONFIG,
-    "Config file (optionally file.py:variant, e.g. configs/casme2.py:quick).", lock_config=True)
+_ARGV = list(sys.argv)
+# Config files are Python, run as code. Eval, predict and spot use the workdir's config.json, so
+# for them the --config file is never executed: its arguments are set aside before parsing.
+_IGNORED_CONFIG_ARGS = (config_args.strip(sys.argv) if config_args.config_path(
+    sys.argv, "train", flag="mode") in ("eval", "predict", "spot") else None)
+if _IGNORED_CONFIG_ARGS is None:
+  # A missing config file, an unknown variant or --config.<unknown key>: one short error line
+  # and exit status 2 here, before ml_collections turns it into a traceback.
+  config_args.exit_on_problems(sys.argv, _DEFAULT_CONFIG)
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", _DEFAULT_CONFIG,
+      "Config file (optionally file.py:variant, e.g. configs/casme2.py:quick); Python, run as "
+      "code: pass only files you trust.", lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run folder (checkpoints, reports). Default: runs/<config name>[_<variant>].")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "predict", "spot", "align"],
@@ -54,7 +60,9 @@ _OUT = flags.DEFINE_string("out", None, "predict: the PNG to draw the clip's int
 
 
 def default_workdir() -> Path:
-  config_arg = config_flags.get_config_filename(flags.FLAGS["config"])  # e.g. 'configs/x.py:quick'
+  config_arg = (config_args.config_path(_ARGV, _DEFAULT_CONFIG)  # e.g. 'configs/x.py:quick'
+                if _IGNORED_CONFIG_ARGS is not None else
+                config_flags.get_config_filename(flags.FLAGS["config"]))
   name, _, variant = Path(config_arg).name.partition(":")
   name = Path(name).stem + (f"_{variant}" if variant else "")
   return Path("runs") / name
@@ -68,12 +76,13 @@ def main(argv) -> int:
   sys.path.insert(0, str(Path(__file__).parent))
   from cmnet_jax import cli  # pylint: disable=g-import-not-at-top
   workdir = Path(_WORKDIR.value) if _WORKDIR.value else default_workdir()
-  config_given = (config_args.config_path(sys.argv, "") != ""
+  config_given = (bool(_IGNORED_CONFIG_ARGS) or config_args.config_path(sys.argv, "") != ""
                   or bool(config_args.override_keys(sys.argv)))
+  config = None if _IGNORED_CONFIG_ARGS is not None else _CONFIG.value  # None: config.json
   if _MODE.value in ("train", "eval"):  # Ctrl-C stops at once, compiling included
     from cmnet_jax import interrupt  # pylint: disable=g-import-not-at-top
     interrupt.stop_promptly(lambda: interrupt.resume_message(workdir, sys.argv, _MODE.value))
-  return cli.run(_MODE.value, _CONFIG.value, workdir, frames=_FRAMES.value, onset=_ONSET.value,
+  return cli.run(_MODE.value, config, workdir, frames=_FRAMES.value, onset=_ONSET.value,
                  apex=_APEX.value, offset=_OFFSET.value, fold=_FOLD.value, out=_OUT.value,
                  config_given=config_given)
 

@@ -26,13 +26,19 @@ def _data_help(config: ml_collections.ConfigDict) -> str:
           f"{config.data.annotation!r}) can name the annotation file if it is elsewhere.")
 
 
-def _recorded_config(workdir: Path, given: ml_collections.ConfigDict,
+def _recorded_config(workdir: Path, given: Optional[ml_collections.ConfigDict],
                      config_given: bool) -> ml_collections.ConfigDict:
-  """The workdir's config.json (eval, predict); notes a differing `--config` (ignored)."""
+  """The workdir's config.json (eval, predict); notes a differing `--config` (ignored).
+
+  `given` is None from `run.py`, which does not execute a `--config` file in these modes.
+  """
   from cmnet_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   wd = workdir_lib.Workdir(workdir)
   recorded = wd.load_config()
-  if config_given:
+  if config_given and given is None:
+    print(f"note: using {wd.config_file} (the config this workdir was trained with); the "
+          "--config arguments given are ignored, and the config file is not executed")
+  elif config_given:
     diff = workdir_lib.config_diff(recorded.to_dict(), given.to_dict())
     if diff:
       print(f"note: using {wd.config_file} (the config this workdir was trained with); the "

@@ -39,6 +39,36 @@ def _flag_args(argv: Sequence[str], flag: str):
     yield m.group(2), value
 
 
+def strip(argv: list[str], flag: str = "config") -> list[str]:
+  """Removes `--flag=...`, `--flag ...` and `--flag.<key>...` arguments from `argv` (in place,
+  up to a bare `--`); returns them. For modes that do not read the config file: it is Python,
+  and is not executed where it is not used.
+
+  >>> argv = ['run.py', '--mode=eval', '--config', 'x.py', '--config.train.seed=1', '--workdir=w']
+  >>> strip(argv), argv
+  (['--config', 'x.py', '--config.train.seed=1'], ['run.py', '--mode=eval', '--workdir=w'])
+  """
+  kept, removed, args, i = [argv[0]], [], argv[1:], 0
+  while i < len(args):
+    arg = args[i]
+    if arg == "--":
+      kept += args[i:]
+      break
+    m = re.match(rf"^--?(no)?{re.escape(flag)}(\.[^=\s]*)?(=.*)?$", arg, re.S)
+    if not m:
+      kept.append(arg)
+      i += 1
+      continue
+    removed.append(arg)
+    if m.group(3) is None and not m.group(1) and i + 1 < len(args) and not args[i + 1].startswith(
+        "-"):
+      removed.append(args[i + 1])
+      i += 1
+    i += 1
+  argv[:] = kept
+  return removed
+
+
 def config_path(argv: Sequence[str], default: str, flag: str = "config") -> str:
   """The last `--config=<file[:variant]>` of `argv`, else `default`."""
   path = default
