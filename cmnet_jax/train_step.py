@@ -218,7 +218,8 @@ def sample_batch(rng: jax.Array, fold: FoldData, data: DeviceData,
 
   `train.batch_size` clips drawn without replacement with the fold's training weights, one
   stored copy (frame sampling) of each, clip augmentation applied; `gate` is the true intensity
-  with `model.intensity_source='oracle'`, the fixed tent (`tent_gate`) with 'tent', else None;
+  with `model.intensity_source='oracle'`, the fixed tent (`tent_gate`) with 'tent', ones with
+  'constant', else None;
   `loss_rng` is the key for `loss_fn`.
   """
   k_batch, k_copy, k_aug, k_loss = jax.random.split(rng, 4)
@@ -283,6 +284,8 @@ def _gate(config: ml_collections.ConfigDict, true_intensity: Callable,
     return true_intensity()
   if source == "tent":
     return jnp.broadcast_to(tent_gate(batch_time[1], config), batch_time)
+  if source == "constant":
+    return jnp.ones(batch_time, jnp.float32)
   return None
 
 

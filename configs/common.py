@@ -33,7 +33,8 @@ def model_config(scale: str = "small") -> ml_collections.ConfigDict:
   c.pretrained_into = "both"         # 'ice' | 'ffe' | 'both'
   c.intensity_source = "learned"     # s_t in the fusion: 'learned' (squeeze) | 'oracle' (the
                                      # synthetic generator's true intensity) | 'tent' (a fixed
-                                     # positional tent, the position prior); both experiment arms
+                                     # positional tent, the position prior) | 'constant' (1: no
+                                     # gate); experiment arms
   c.gate_norm = "none"               # learned s_t in the fusion: 'none' (as is) | 'minmax' (per clip
                                      # rescaled to [0, 1]; the losses still see s_t)
   return c

@@ -44,6 +44,8 @@ ARMS: dict[str, dict] = {
     # The position prior: a fixed onset -> apex -> offset tent (apex at the middle index) in the
     # fusion of every clip. A learned intensity is worth something only where it beats this arm.
     "tent": {**_CE_ONLY, "model.intensity_source": "tent"},
+    # No gate at all (1 for every frame): tells the position prior from merely fixing the gate.
+    "constant": {**_CE_ONLY, "model.intensity_source": "constant"},
     # Issue 22 candidates: the learned s rescaled to [0, 1] per clip in the fusion.
     "default-minmax": {"model.gate_norm": "minmax"},
     "ce-minmax": {**_CE_ONLY, "model.gate_norm": "minmax"},

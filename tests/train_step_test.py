@@ -47,3 +47,24 @@ def test_unknown_intensity_source_is_named_when_the_epoch_is_built():
   config.model.intensity_source = "truth"
   with pytest.raises(ValueError, match="model.intensity_source.*'truth'"):
     train_step.make_train_epoch(model, tx, config)
+
+
+@pytest.mark.parametrize("num_frames", [5, 9])
+def test_tent_and_constant_gates(num_frames):
+  """model.intensity_source='tent' (the position prior, issue 22): epsilon at onset and offset, 1
+  at index T // 2, linear between (the prototype's mean, written here from that rule);
+  'constant': 1 everywhere; 'learned': no gate."""
+  c = common.base_config("synthetic", "small")
+  eps, a, t = c.loss.prototype_epsilon, num_frames // 2, np.arange(num_frames)
+  rising = eps + (1 - eps) * t / a
+  falling = 1 - (1 - eps) * (t - a) / (num_frames - 1 - a)
+  expected = np.where(t <= a, rising, falling)
+  np.testing.assert_allclose(np.asarray(train_step.tent_gate(num_frames, c)), expected, rtol=1e-6)
+  truth = lambda: np.full((2, num_frames), 0.25, np.float32)  # noqa: E731
+  for source, want in (("tent", np.tile(expected, (2, 1))), ("constant", np.ones((2, num_frames))),
+                       ("oracle", truth())):
+    c.model.intensity_source = source
+    np.testing.assert_allclose(np.asarray(train_step._gate(c, truth, (2, num_frames))),  # pylint: disable=protected-access
+                               want, rtol=1e-6)
+  c.model.intensity_source = "learned"
+  assert train_step._gate(c, truth, (2, num_frames)) is None  # pylint: disable=protected-access

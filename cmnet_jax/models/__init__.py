@@ -55,7 +55,8 @@ SPEC = cb.Spec({
     "pretrained_into": cb.Field(cb.STR, cb.one_of(*PRETRAINED_INTO)),
     "intensity_source": cb.Field(cb.STR, cb.one_of(*INTENSITY_SOURCES),
                                  "'oracle' = the synthetic generator's true intensity; "
-                                 "'tent' = a fixed positional tent (the position prior)"),
+                                 "'tent' = a fixed positional tent (the position prior); "
+                                 "'constant' = 1 for every frame (no gate)"),
     "gate_norm": cb.Field(cb.STR, cb.one_of(*GATE_NORMS),
                           "'minmax' = the learned s rescaled to [0, 1] per clip in the fusion"),
 }, rules=(

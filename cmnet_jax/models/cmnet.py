@@ -32,8 +32,9 @@ DIFFERENCE_SCALE = 10.0
 INPUT_MODES = ("raw", "onset_difference", "both")
 # Where the fusion's s_t comes from (config model.intensity_source; the training step applies it).
 # 'tent' is the position prior: one fixed onset -> apex -> offset tent (the prototype mean with
-# the apex at index T // 2) for every clip, whatever it shows; an experiment arm like 'oracle'.
-INTENSITY_SOURCES = ("learned", "oracle", "tent")
+# the apex at index T // 2) for every clip, whatever it shows; 'constant' is no gate at all (1 for
+# every frame: e_t = f_t * extend(1)); experiment arms like 'oracle'.
+INTENSITY_SOURCES = ("learned", "oracle", "tent", "constant")
 # How the learned s_t enters the fusion (config model.gate_norm): 'none' = as it is; 'minmax' =
 # rescaled per clip to [0, 1] ((s - min_t s) / (max_t s - min_t s)), so the clip's weakest frame
 # is switched off and its strongest fully on whatever the scale of s (the rank-based intensity
