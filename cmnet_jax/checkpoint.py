@@ -54,8 +54,9 @@ class CheckpointSaveError(CheckpointError):
 
 
 def write_failure(e: BaseException) -> str:
-  """The cause of a failed write in words: from an OSError's errno, or the
-  `[os_error_code='N']` TensorStore puts in the errors Orbax raises ('' if neither).
+  """The cause of a failed write in words, when it is a full disk or a folder this user may not
+  write: from an OSError's errno, or the `[os_error_code='N']` TensorStore puts in the errors
+  Orbax raises ('' otherwise).
 
   >>> write_failure(OSError(28, 'No space left on device'))
   'the disk is full (No space left on device)'
@@ -73,8 +74,8 @@ def write_failure(e: BaseException) -> str:
   words = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
            errno.EACCES: "this user may not write there",
            errno.EPERM: "this user may not write there",
-           errno.EROFS: "the file system is read-only"}.get(code, "the write failed")
-  return f"{words} ({os.strerror(code)})"
+           errno.EROFS: "the file system is read-only"}.get(code)
+  return f"{words} ({os.strerror(code)})" if words else ""
 
 
 class CheckpointMismatchError(ValueError):

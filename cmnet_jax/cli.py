@@ -5,6 +5,7 @@ with), whatever `--config` says; a `--config` given with them that differs is na
 """
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 from typing import Optional
@@ -141,6 +142,14 @@ def run(mode: str, config: ml_collections.ConfigDict, workdir: Path, *,
     return 1
   except OSError as e:  # a full disk or an unwritable folder while writing a run's file
     cause = checkpoint.write_failure(e)
+    in_the_way = {errno.EEXIST: "a file where the run makes a folder",
+                  errno.ENOTDIR: "a file where the run expects a folder",
+                  errno.EISDIR: "a folder where the run writes a file"}.get(e.errno)
+    if in_the_way and e.filename:
+      print(f"error: {e.filename} is {in_the_way} ({e.strerror}); the run did not make it. Move "
+            "it away and run the same command again (what was saved before is intact)",
+            file=sys.stderr)
+      return 1
     if not cause:
       raise
     print(f"error: cannot write {e.filename or 'a file'}: {cause}. What was saved before is "

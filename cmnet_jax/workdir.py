@@ -148,6 +148,25 @@ def _resumable(line: str) -> bool:
   return any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE)
 
 
+def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
+  """Writes an .npz atomically: into a hidden temporary beside it (no `clips-*`/`group*` name a
+  reader could take for the file), then renamed. A failed write (a full disk) removes the
+  temporary and names `path`; a killed one leaves the old file or none."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+  try:
+    with open(tmp, "wb") as f:
+      np.savez(f, **arrays)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException as e:
+    tmp.unlink(missing_ok=True)
+    if isinstance(e, OSError) and e.errno and not isinstance(e, FileNotFoundError):
+      raise OSError(e.errno, e.strerror, str(path)) from e
+    raise
+
+
 class GroupFile(NamedTuple):
   """A finished fold group's file."""
   group: int
@@ -458,10 +477,7 @@ class Workdir:
   def save_group(self, group: int, process: int, arrays: dict[str, Any]) -> Path:
     """Writes a fold group's arrays atomically (a kill leaves the old file or none)."""
     path = self.group_file(group, process)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    _save_npz(path, arrays)
     return path
 
   def load_group(self, path: Path) -> dict[str, np.ndarray]:
@@ -510,10 +526,7 @@ class Workdir:
 
   def save_clip_cache(self, path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Writes the cache atomically and removes the caches of other data under the same config."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    _save_npz(path, arrays)
     for old in self.clip_caches(path.name.split("-")[1]):
       if old != path:
         old.unlink(missing_ok=True)

@@ -261,3 +261,53 @@ def test_a_full_disk_while_writing_the_run_files_is_one_line(tiny_run, tmp_path,
   assert line.startswith(f"error: cannot write {wd.config_file}: the disk is full (No space left "
                          "on device). What was saved before is intact") and "resuming is safe" in line
   assert wd.config_file.read_text() == before and not list(workdir.glob(".*.tmp"))
+
+
+def _unfinished(tiny_run, tmp_path):
+  """A copy of the tiny run stopped after epoch 1 (final checkpoint, group file, reports gone)."""
+  workdir = _copy(tiny_run, tmp_path)
+  wd = workdir_lib.Workdir(workdir)
+  shutil.rmtree(wd.checkpoint_dir(0, 0) / "2")
+  wd.group_file(0, 0).unlink()
+  wd.results_file.unlink()
+  return wd
+
+
+@pytest.mark.parametrize("where", ["tensorboard", "checkpoints"])
+def test_a_file_where_the_run_makes_a_folder_is_named(tiny_run, tmp_path, capsys, where):
+  """Further case (issue 23): a file in the way of the TensorBoard or checkpoint folder gave a
+  traceback (FileExistsError); one line naming it, before any training."""
+  wd = _unfinished(tiny_run, tmp_path)
+  path = wd.tensorboard_dir if where == "tensorboard" else wd.checkpoint_dir(0, 0)
+  shutil.rmtree(path)
+  path.write_text("in the way")
+  (line,) = _refused(capsys, wd.path).splitlines()
+  assert line.startswith(f"error: {path} is a file where the run makes a folder (File exists)")
+  assert "Move it away" in line and path.read_text() == "in the way"
+
+
+def test_a_failed_npz_write_leaves_no_temporary_and_names_the_file(tmp_path, monkeypatch):
+  """Further case: a full disk while writing a fold-group file or the clip cache left its
+  temporary (`<name>.tmpPID.npz`, which the clip-cache glob even took for a cache)."""
+  import errno  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  wd = workdir_lib.Workdir(tmp_path)
+  wd.save_group(0, 0, {"fold_ids": np.arange(3)})
+  real = np.savez
+
+  def full(file, **arrays):
+    file.write(b"PK partial")
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+  monkeypatch.setattr(np, "savez", full)
+  for save, path in [(lambda: wd.save_group(0, 0, {"fold_ids": np.arange(5)}), wd.group_file(0, 0)),
+                     (lambda: wd.save_clip_cache(wd.clip_cache("c", "d"), {"x": np.zeros(2)}),
+                      wd.clip_cache("c", "d"))]:
+    with pytest.raises(OSError) as e:
+      save()
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(path)
+    assert sorted(p.name for p in path.parent.iterdir()) == (
+        ["group000_process000.npz"] if path == wd.group_file(0, 0) else [])
+  monkeypatch.setattr(np, "savez", real)
+  assert wd.load_group(wd.group_file(0, 0))["fold_ids"].tolist() == [0, 1, 2]   # the old one
+  (wd.data_dir / f".{wd.clip_cache('c', 'd').name}.tmp99").write_bytes(b"killed mid-write")
+  assert wd.clip_caches("c") == []
