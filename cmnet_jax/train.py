@@ -234,7 +234,7 @@ def _run(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, *, evaluate
       restored = store.restore_latest(template) if store else None
     if restored is not None:
       start_epoch, host_state, extra = restored
-      history = {k: [np.asarray(v) for v in vs] for k, vs in extra["history"].items()}
+      history = history_from_extra(extra["history"])
       oracle = [(e, np.asarray(p)) for e, p in extra["oracle"]]
     else:
       # Padded slots get ids past the real folds.
@@ -266,7 +266,7 @@ def _run(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, *, evaluate
       if store and (done or (epoch + 1) % tc.checkpoint_every_epochs == 0):
         with interrupt.saving():  # Ctrl-C lets it finish (cmnet_jax.interrupt)
           store.save(epoch + 1, parallel.unshard(state), {
-              "history": {k: [v.tolist() for v in vs] for k, vs in history.items()},
+              "history": history,  # arrays: their dtype is kept (history_from_extra)
               "oracle": [(e, p.tolist()) for e, p in oracle]})
       progress.update(group, epoch + 1, float(np.mean(metrics["loss"][fold_ids >= 0])),
                       time.perf_counter() - t0)
@@ -296,6 +296,22 @@ def _run(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, *, evaluate
   finally:
     if tb:
       tb.close()
+
+
+def history_from_extra(saved: dict) -> dict[str, list[np.ndarray]]:
+  """The per-epoch training history restored from a checkpoint's extra, bit for bit.
+
+  Saved as arrays, its float32 values come back float32: the resumed run's figures equal the
+  uninterrupted run's (restored as float64, the last-epoch means of results.json were computed
+  in float64 and differed from a run never stopped by one ulp, issue 23). Checkpoints written
+  before saved plain lists of those float32 values: read back as float32, exactly.
+
+  >>> h = history_from_extra({'loss': [[0.5, 0.25]], 'ce': [np.ones(2, np.float32)]})
+  >>> h['loss'][0].dtype, h['ce'][0].dtype
+  (dtype('float32'), dtype('float32'))
+  """
+  return {k: [v if isinstance(v, np.ndarray) else np.asarray(v, np.float32) for v in vs]
+          for k, vs in saved.items()}
 
 
 def _finished(wd: workdir_lib.Workdir, group: int, process: int, final_epoch: int) -> bool:

@@ -171,6 +171,11 @@ def test_resume_after_sigkill_gives_the_uninterrupted_predictions(reference, tmp
   ref, res = _fold_logits(ref_dir), _fold_logits(tmp_path)
   for fid in ref:
     np.testing.assert_allclose(res[fid], ref[fid], rtol=1e-5, atol=1e-5)
+  # The figures too, bit for bit (issue 23: the last-epoch loss differed by one ulp).
+  results = [json.loads(workdir_lib.Workdir(d).report("results").read_text())
+             for d in (ref_dir, tmp_path)]
+  for key in ("training_last_epoch", "headline", "intensity"):
+    assert results[0][key] == results[1][key], key
   # One event stream, appended to: the resumed epochs follow a restart mark at the resume step.
   (events,) = list(wd.tensorboard_dir.iterdir())
   got = reports.read_events(events)
@@ -281,3 +286,22 @@ def test_a_workdir_trained_with_padded_slots_keeps_its_layout(tmp_path, capsys, 
   old = train._layout(config, wd, 3)
   assert (len(old.devices), old.folds_per_device) == (3, 2)
   assert "trained with 3 devices x 2 folds (6 slots for 3 folds)" in capsys.readouterr().out
+
+
+def test_the_training_history_survives_a_checkpoint_bit_for_bit(tmp_path):
+  """Issue 23: restored as float64, a resumed run's last-epoch means (results.json) differed
+  from an uninterrupted run's by one ulp; the history keeps its float32 dtype."""
+  from cmnet_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  history = {"loss": [np.float32([2.8766, 1.1]) / np.float32(3)] * 2}
+  with checkpoint.CheckpointStore(tmp_path) as store:
+    store.save(1, {"w": np.zeros(1, np.float32)}, {"history": history})
+    extra = store.restore_latest({"w": np.zeros(1, np.float32)})[2]
+  restored = train.history_from_extra(extra["history"])
+  restored["loss"].append(np.float32([1.3, 0.7]) / np.float32(3))   # the resumed epoch
+  uninterrupted = history["loss"] + [np.float32([1.3, 0.7]) / np.float32(3)]
+  got, want = np.stack(restored["loss"], 1), np.stack(uninterrupted, 1)
+  assert got.dtype == want.dtype == np.float32 and got.tobytes() == want.tobytes()
+  assert float(np.nanmean(got[:, -1])) == float(np.nanmean(want[:, -1]))
+  # A checkpoint written before (plain lists of the float32 values) reads back the same.
+  legacy = train.history_from_extra({"loss": [v.tolist() for v in history["loss"]]})
+  assert np.stack(legacy["loss"], 1).tobytes() == np.stack(history["loss"], 1).tobytes()
