@@ -75,7 +75,8 @@ def main(argv) -> int:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; --verbosity=0 shows them
   sys.path.insert(0, str(Path(__file__).parent))
   from cmnet_jax import cli  # pylint: disable=g-import-not-at-top
-  workdir = Path(_WORKDIR.value) if _WORKDIR.value else default_workdir()
+  # '~' expanded as a shell would have (it does not after '--workdir=': a folder named '~').
+  workdir = Path(_WORKDIR.value).expanduser() if _WORKDIR.value else default_workdir()
   config_given = (bool(_IGNORED_CONFIG_ARGS) or config_args.config_path(sys.argv, "") != ""
                   or bool(config_args.override_keys(sys.argv)))
   config = None if _IGNORED_CONFIG_ARGS is not None else _CONFIG.value  # None: config.json

@@ -169,7 +169,7 @@ def restore_step(directory: str | os.PathLike, step: int,
   """
   path = Path(directory).absolute() / str(step)
   steps = sorted(int(p.name) for p in path.parent.iterdir()
-                 if p.name.isdigit()) if path.parent.is_dir() else []
+                 if p.name.isdigit() and p.is_dir()) if path.parent.is_dir() else []
   others = f"checkpoints there: epochs {steps}" if steps else "no other checkpoint there"
   if not path.is_dir():
     raise CheckpointError(f"checkpoint {path} does not exist ({others})")
@@ -199,7 +199,8 @@ def saved_slots(directory: str | os.PathLike) -> int | None:
   """The leading (fold slot) size of the state in the newest checkpoint of `directory`, read
   from its metadata; None when there is none or it cannot be read."""
   d = Path(directory)
-  steps = sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
+  steps = sorted(int(p.name) for p in d.iterdir()
+                 if p.name.isdigit() and p.is_dir()) if d.is_dir() else []
   if not steps:
     return None
   checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler(**_handlers()))

@@ -119,6 +119,10 @@ def run(mode: str, config: ml_collections.ConfigDict, workdir: Path, *,
     except config_blocks.ConfigError as e:
       for problem in e.problems:
         print(f"error: {problem}", file=sys.stderr)
+      if mode in ("eval", "predict", "spot"):  # the values came from config.json, not flags
+        print(f"(these values are in {Path(workdir) / 'config.json'}, the config this workdir "
+              "was trained with: was it edited? Put back what training recorded)",
+              file=sys.stderr)
       return 1
     if mode in ("train", "eval"):
       from cmnet_jax import train  # pylint: disable=g-import-not-at-top

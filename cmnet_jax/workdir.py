@@ -220,6 +220,14 @@ class Workdir:
   def create(self) -> None:
     """Makes the folder; a clear error if the path is a file or cannot be created here."""
     p = self.path
+    try:
+      os.stat(p)
+    except (FileNotFoundError, NotADirectoryError):
+      pass  # made below, or named there (a file as a parent)
+    except OSError as e:  # a name over 255 bytes or a path over 4096, a link loop, ...
+      shorter = " shorter" if e.errno == errno.ENAMETOOLONG else ""
+      raise WorkdirError(f"--workdir {str(p)[:120]}{'...' if len(str(p)) > 120 else ''} cannot "
+                         f"be used: {e.strerror}; pass a{shorter} path to a folder") from None
     if p.exists() and not p.is_dir():
       raise WorkdirError(f"--workdir {p} is a file, not a folder: pass the path of a folder "
                          "(it is created if missing)")
@@ -308,7 +316,8 @@ class Workdir:
   def checkpoint_steps(self, group: int, process: int) -> list[int]:
     """Epochs of the complete checkpoints of a fold group (folders named by their epoch)."""
     d = self.checkpoint_dir(group, process)
-    return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
+    return sorted(int(p.name) for p in d.iterdir()
+                  if p.name.isdigit() and p.is_dir()) if d.is_dir() else []
 
   def final_checkpoint_advice(self, group: int, process: int, final_epoch: int) -> str:
     """What to do when a fold group's final checkpoint is missing or damaged."""
@@ -329,7 +338,8 @@ class Workdir:
     out = [f"finished fold group {g.path.name}" for g in self.group_files()]
     root = self.path / "checkpoints"
     for d in sorted(root.iterdir()) if root.is_dir() else []:
-      steps = sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
+      steps = sorted(int(p.name) for p in d.iterdir()
+                     if p.name.isdigit() and p.is_dir()) if d.is_dir() else []
       if steps:
         out.append(f"checkpoints of {d.name} at epoch{'s' * (len(steps) > 1)} "
                    + ", ".join(map(str, steps)))

@@ -183,3 +183,14 @@ def test_eval_says_the_config_arguments_are_ignored(tiny_run, capsys):
   assert config.train.num_epochs == 2
   assert "--config arguments given are ignored, and the config file is not executed" in (
       capsys.readouterr().out)
+
+
+def test_a_tilde_in_the_workdir_flag_is_the_home_folder(tmp_path):
+  """Further case: the shell leaves `--workdir=~/runs/x` alone, and the run made a folder named
+  '~' in the current one (which `rm -rf ~` then tempts one to delete)."""
+  import os  # pylint: disable=g-import-not-at-top
+  r = subprocess.run([sys.executable, str(ROOT / "run.py"), "--mode=eval", "--workdir=~/run"],
+                     cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                     env={**os.environ, "HOME": str(tmp_path / "home")})
+  assert r.returncode == 1 and f"{tmp_path}/home/run/config.json does not exist" in r.stderr
+  assert not (tmp_path / "~").exists()

@@ -311,3 +311,40 @@ def test_a_failed_npz_write_leaves_no_temporary_and_names_the_file(tmp_path, mon
   assert wd.load_group(wd.group_file(0, 0))["fold_ids"].tolist() == [0, 1, 2]   # the old one
   (wd.data_dir / f".{wd.clip_cache('c', 'd').name}.tmp99").write_bytes(b"killed mid-write")
   assert wd.clip_caches("c") == []
+
+
+def test_a_stray_file_named_like_an_epoch_is_not_a_checkpoint(tmp_path):
+  """Further case: a file named `3` in a checkpoint folder (a note, a download) counted as a
+  checkpoint, so a workdir that trained nothing refused a new config."""
+  wd = workdir_lib.Workdir(tmp_path)
+  wd.checkpoint_dir(0, 0).mkdir(parents=True)
+  (wd.checkpoint_dir(0, 0) / "3").write_text("not a checkpoint")
+  assert wd.trained() == [] and wd.checkpoint_steps(0, 0) == []
+  config = tiny.get_config()
+  wd.write_config(config)
+  with config.unlocked():
+    config.train.seed = 5
+  (note,) = wd.check_config(config)
+  assert "trained nothing; this command's config replaces it" in note
+
+
+def test_a_workdir_path_the_system_refuses_is_one_line(tmp_path, capsys):
+  """Further case: a --workdir with a name over 255 bytes gave an OSError traceback."""
+  (line,) = _refused(capsys, tmp_path / ("a" * 300) / "run").splitlines()
+  assert "cannot be used: File name too long; pass a shorter path to a folder" in line
+  assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_an_edited_config_json_with_a_bad_value_names_the_file(tiny_run, tmp_path, capsys):
+  """Further case: eval on a config.json edited by hand ("num_epochs": "two") named the key as
+  if it came from the command line; it says the value is in config.json."""
+  workdir = _copy(tiny_run, tmp_path)
+  wd = workdir_lib.Workdir(workdir)
+  recorded = wd.read_config()
+  recorded["train"]["num_epochs"] = "two"
+  wd.config_file.write_text(json.dumps(recorded))
+  before = _snapshot(workdir)
+  assert cli.run("eval", None, workdir) == 1
+  err = capsys.readouterr().err
+  assert "train.num_epochs = 'two': expected an int >= 1" in err
+  assert f"these values are in {wd.config_file}" in err and _snapshot(workdir) == before
