@@ -232,6 +232,7 @@ class Workdir:
       raise WorkdirError(f"--workdir {p} is a file, not a folder: pass the path of a folder "
                          "(it is created if missing)")
     if p.is_dir():
+      self._refuse_foreign()
       return
     parent = p.absolute().parent
     while not parent.exists():
@@ -245,6 +246,23 @@ class Workdir:
       p.mkdir(parents=True, exist_ok=True)
     except OSError as e:
       raise WorkdirError(f"cannot create the workdir {p}: {e.strerror}") from None
+
+  def _refuse_foreign(self) -> None:
+    """An existing folder with other content and nothing of a run (a home folder, a data folder
+    passed as --workdir by mistake) is refused: a run would mix its files into it."""
+    known = {CONFIG, FOLDS, *REPORTS.values(), "data", "checkpoints", "folds", "tensorboard"}
+    try:
+      entries = sorted(os.listdir(self.path))
+    except OSError:
+      return  # unreadable: the lock and the reads name the problem
+    entries = [e for e in entries if not e.startswith(".") or e.startswith(".lock")]
+    if not entries or any(e in known or e.startswith(".lock") for e in entries):
+      return  # empty (hidden files like .DS_Store aside), or a run's
+    shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+    raise WorkdirError(
+        f"--workdir {self.path} is a folder with other content ({shown}) and no cmnet_jax run in "
+        "it; a run writes config.json, data/, checkpoints/ and its reports there. Pass a new or "
+        f"empty folder (e.g. --workdir={self.path / 'cmnet_run'}); nothing was written")
 
   def writable(self) -> bool:
     """Whether this user may write in the workdir (False: only re-printing works)."""
@@ -293,9 +311,30 @@ class Workdir:
                 f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S} ({' '.join(sys.argv)[:300]})")
         os.ftruncate(fd, 0)
         os.pwrite(fd, info.encode() + b"\n", 0)
+        if process == 0:
+          removed = self._remove_partial_writes()
+          if removed:
+            print(f"note: removed {len(removed)} partial file(s) left in {self.path} by an "
+                  f"interrupted write: {', '.join(removed[:5])}{' ...' if len(removed) > 5 else ''}")
       yield
     finally:
       os.close(fd)
+
+  def _remove_partial_writes(self) -> list[str]:
+    """Removes the temporaries of writes a kill interrupted (process 0's files only: config,
+    folds.json, the reports, its fold-group files, the clip cache); called holding the lock."""
+    names = [CONFIG, FOLDS, *REPORTS.values()]
+    found = [p for n in names for p in self.path.glob(f".{n}.*.tmp")]
+    found += list((self.path / "folds").glob(".group*_process000.npz.tmp*"))
+    found += list((self.path / "folds").glob("group*_process000.npz.tmp*.npz"))  # older names
+    found += list(self.data_dir.glob(".clips-*.npz.tmp*"))
+    found += list(self.data_dir.glob("clips-*.npz.tmp*.npz"))
+    removed = []
+    for f in sorted(set(found)):
+      if f.is_file() and not f.is_symlink():
+        f.unlink(missing_ok=True)
+        removed.append(str(f.relative_to(self.path)))
+    return removed
 
   def _not_a_lock(self, path: Path, what: str) -> str:
     return (f"{path} is {what}, not the lock file a run makes there (a plain file it writes its "

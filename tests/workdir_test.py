@@ -348,3 +348,53 @@ def test_an_edited_config_json_with_a_bad_value_names_the_file(tiny_run, tmp_pat
   err = capsys.readouterr().err
   assert "train.num_epochs = 'two': expected an int >= 1" in err
   assert f"these values are in {wd.config_file}" in err and _snapshot(workdir) == before
+
+
+def test_a_folder_with_other_content_and_no_run_is_refused(tmp_path, capsys):
+  """Further case: `--workdir=$HOME` (or the data folder) by mistake: the run mixed its
+  config.json, data/, checkpoints/ and reports into it."""
+  home = tmp_path / "home"
+  (home / "photos").mkdir(parents=True)
+  (home / "notes.txt").write_text("mine")
+  (line,) = _refused(capsys, home).splitlines()
+  assert f"--workdir {home} is a folder with other content (notes.txt, photos)" in line
+  assert "Pass a new or empty folder" in line and "nothing was written" in line
+  assert sorted(os.listdir(home)) == ["notes.txt", "photos"]
+  finder = tmp_path / "new"
+  finder.mkdir()
+  (finder / ".DS_Store").write_bytes(b"")
+  workdir_lib.Workdir(finder).create()               # hidden files alone: an empty folder
+
+
+def test_partial_files_of_an_interrupted_write_are_removed_with_a_note(tiny_run, tmp_path,
+                                                                       capsys):
+  """Further case: a run killed while writing (SIGKILL, power loss) left `.results.json.*.tmp`,
+  `.group*.npz.tmp*` and clip-cache temporaries in the workdir for good."""
+  workdir = _copy(tiny_run, tmp_path)
+  wd = workdir_lib.Workdir(workdir)
+  partial = [workdir / ".results.json.x1y2.tmp", workdir / ".config.json.a1b2.tmp",
+             workdir / "folds" / ".group000_process000.npz.tmp123",
+             wd.data_dir / "clips-a-b.npz.tmp77.npz"]
+  for p in partial:
+    p.write_bytes(b"half")
+  (workdir / ".mine.tmp").write_text("not the run's")
+  train.train_and_evaluate(tiny.get_config(), workdir)     # re-print
+  assert "note: removed 4 partial file(s) left in" in capsys.readouterr().out
+  assert not any(p.exists() for p in partial) and (workdir / ".mine.tmp").exists()
+
+
+def test_an_event_file_that_is_a_link_is_refused_before_training(tiny_run, tmp_path, capsys):
+  """Further case (as the lock, issue 23 item 3): `tensorboard/events... -> ~/.bashrc` in an
+  unfinished workdir: the resumed run truncated the link's target to its TensorBoard records
+  (none: emptied it) and appended to it."""
+  wd = _unfinished(tiny_run, tmp_path)
+  (events,) = list(wd.tensorboard_dir.iterdir())
+  victim = tmp_path / "victim.txt"
+  victim.write_text("precious\n")
+  events.unlink()
+  events.symlink_to(victim)
+  (line,) = _refused(capsys, wd.path).splitlines()
+  assert line == (f"error: {events} is a symbolic link, not the TensorBoard event file a run "
+                  f"writes; nothing was written through it. Remove it (rm {events}) and run the "
+                  "command again")
+  assert victim.read_text() == "precious\n" and wd.checkpoint_steps(0, 0) == [1]

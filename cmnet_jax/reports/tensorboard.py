@@ -11,8 +11,10 @@ file back.
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
+import stat
 import struct
 import time
 from pathlib import Path
@@ -75,16 +77,44 @@ class ScalarWriter:
     self._file = None
     self._had_events = False
     self._restart = None
+    self._refuse_other_than_a_plain_file()  # at once: before a run trains anything
+
+  def _refuse_other_than_a_plain_file(self, st: os.stat_result | None = None) -> None:
+    """A link (`events... -> ~/.bashrc`), a hard link or a non-file where the event file is
+    would have been truncated and appended to; refused, naming it (issue 23)."""
+    from cmnet_jax.errors import WorkdirError  # pylint: disable=import-outside-toplevel
+    if st is None:
+      try:
+        st = os.lstat(self.path)
+      except FileNotFoundError:
+        return
+    what = ("a symbolic link" if stat.S_ISLNK(st.st_mode) else
+            "not a regular file" if not stat.S_ISREG(st.st_mode) else
+            f"a file with {st.st_nlink} hard links" if st.st_nlink > 1 else "")
+    if what:
+      raise WorkdirError(f"{self.path} is {what}, not the TensorBoard event file a run writes; "
+                         f"nothing was written through it. Remove it (rm {self.path}) and run "
+                         "the command again")
 
   def _open(self):
     if self._file is None:
       from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
       self.path.parent.mkdir(parents=True, exist_ok=True)
-      size = 0
-      if self.path.exists():  # keep the intact records; drop a record cut off by a kill
-        size = max((end for end, _ in _records(self.path.read_bytes())), default=0)
-      mode = "r+b" if self.path.exists() else "wb"
-      self._file = open(self.path, mode)  # pylint: disable=consider-using-with
+      try:  # never through a link, never blocking on a FIFO
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_CLOEXEC, 0o666)
+      except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EISDIR):
+          self._refuse_other_than_a_plain_file()
+        raise
+      try:
+        self._refuse_other_than_a_plain_file(os.fstat(fd))
+      except BaseException:
+        os.close(fd)
+        raise
+      self._file = os.fdopen(fd, "r+b")  # pylint: disable=consider-using-with
+      # Keep the intact records; drop a record cut off by a kill.
+      size = max((end for end, _ in _records(self._file.read())), default=0)
       self._file.truncate(size)
       self._file.seek(size)
       self._had_events = size > 0
