@@ -118,10 +118,11 @@ def test_ctrl_c_during_the_first_compile_stops_at_once_and_says_how_to_resume(tm
   import time  # pylint: disable=g-import-not-at-top
   workdir = tmp_path / "run"
   wd = workdir_lib.Workdir(workdir)
-  proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--config=configs/tiny.py",
+  # Started with SIGINT ignored, as a background job of a script is (`trap '' INT`).
+  proc = subprocess.Popen(["sh", "-c", "trap '' INT; exec \"$@\"", "sh", sys.executable,
+                           str(ROOT / "run.py"), "--config=configs/tiny.py",
                            f"--workdir={workdir}"], cwd=ROOT, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+                          stderr=subprocess.STDOUT, text=True)
   deadline = time.monotonic() + 300
   while not wd.config_file.exists() and proc.poll() is None and time.monotonic() < deadline:
     time.sleep(0.05)           # config.json is written once the data loaded: compiling next
