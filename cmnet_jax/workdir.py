@@ -91,7 +91,11 @@ def config_diff(old: dict, new: dict, defaults: Optional[dict] = None) -> list[s
   def show(d, k):
     if k in d:
       return text(d[k])
-    return f"(absent; its default {text(defaults[k])})" if d is a and k in defaults else "(absent)"
+    if d is a and k in defaults:
+      return f"(absent; its default {text(defaults[k])})"
+    if d is b and defaults and k not in defaults:  # removed, or a term registered elsewhere
+      return "(absent: this code has no such key)"
+    return "(absent)"
   def same(k):  # compared as text: NaN equals NaN
     if k not in a and k in defaults and k in b:
       return text(defaults[k]) == text(b[k])

@@ -398,3 +398,18 @@ def test_an_event_file_that_is_a_link_is_refused_before_training(tiny_run, tmp_p
                   f"writes; nothing was written through it. Remove it (rm {events}) and run the "
                   "command again")
   assert victim.read_text() == "precious\n" and wd.checkpoint_steps(0, 0) == [1]
+
+
+
+def test_a_recorded_key_the_code_no_longer_has_says_so(tiny_run, tmp_path, capsys):
+  """Further case (the converse of a new key): a key of the recorded config that this code does
+  not have (a custom loss term registered by the training script only, or a key removed) was
+  refused as '0.5 -> (absent) ... change it back'. Still refused (the objective would differ),
+  but the line says why the key is absent."""
+  workdir = _copy(tiny_run, tmp_path)
+  wd = workdir_lib.Workdir(workdir)
+  recorded = wd.read_config()
+  recorded["loss"]["lambda_peak"] = 0.05
+  wd.config_file.write_text(json.dumps(recorded))
+  err = _refused(capsys, workdir)
+  assert "loss.lambda_peak: 0.05 -> (absent: this code has no such key)" in err
