@@ -498,7 +498,8 @@ def test_load_resnet18_npz_errors(resnet, tmp_path):
 
 
 def test_minmax_gate_rescales_s_per_clip_in_the_fusion_only():
-  """model.gate_norm='minmax' (issue 22): the fusion sees (s - min s) / (max s - min s) per clip;
+  """model.gate_norm='minmax' (issue 22): the fusion sees (s - min s) / (max s - min s) per clip
+  over the frames after the onset (the onset frame gets 0);
   the output's intensities stay s; an explicit gate (oracle, tent, ablation) is used as given."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
@@ -511,7 +512,10 @@ def test_minmax_gate_rescales_s_per_clip_in_the_fusion_only():
   out = minmax.apply(params, x)
   s = np.asarray(plain.apply(params, x).intensities, np.float64)
   np.testing.assert_allclose(np.asarray(out.intensities), s, rtol=1e-6)
-  gate = (s - s.min(1, keepdims=True)) / (s.max(1, keepdims=True) - s.min(1, keepdims=True))
+  # The onset frame (input all zero) is left out of the min and max and gets 0.
+  lo, hi = s[:, 1:].min(1, keepdims=True), s[:, 1:].max(1, keepdims=True)
+  gate = (s - lo) / (hi - lo)
+  gate[:, 0] = 0.0
   # Reference: the plain model with the rescaled s given as the gate.
   ref = plain.apply(params, x, intensities=jnp.asarray(gate, jnp.float32)).logits
   np.testing.assert_allclose(np.asarray(out.logits), np.asarray(ref), rtol=1e-4, atol=1e-5)

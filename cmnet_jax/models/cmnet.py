@@ -38,21 +38,29 @@ INTENSITY_SOURCES = ("learned", "oracle", "tent", "constant")
 # How the learned s_t enters the fusion (config model.gate_norm): 'none' = as it is; 'minmax' =
 # rescaled per clip to [0, 1] ((s - min_t s) / (max_t s - min_t s)), so the clip's weakest frame
 # is switched off and its strongest fully on whatever the scale of s (the rank-based intensity
-# terms leave the scale free). The losses and the diagnostics always see s itself.
+# terms leave the scale free). With the onset-difference input the onset frame (input all zero,
+# s ~ 0 there) is left out of the min and max and gets 0: otherwise it is always the minimum and
+# the rescaling leaves the other frames as flat as they were. The losses and the diagnostics
+# always see s itself.
 GATE_NORMS = ("none", "minmax")
 
 
-def normalise_gate(s: jax.Array, gate_norm: str) -> jax.Array:
+def normalise_gate(s: jax.Array, gate_norm: str, skip_onset: bool = False) -> jax.Array:
   """`[batch, time]` learned intensities -> the fusion's gate (see GATE_NORMS).
 
   >>> [round(float(v), 4) for v in normalise_gate(jnp.array([[0.2, 0.6, 0.4]]), 'minmax')[0]]
   [0.0, 1.0, 0.5]
+  >>> [round(float(v), 4) for v in normalise_gate(jnp.array([[0.0, 0.6, 0.4, 0.5]]), 'minmax',
+  ...                                             skip_onset=True)[0]]
+  [0.0, 1.0, 0.0, 0.5]
   """
   if gate_norm == "none":
     return s
   if gate_norm == "minmax":
-    low = jnp.min(s, axis=-1, keepdims=True)
-    return (s - low) / (jnp.max(s, axis=-1, keepdims=True) - low + 1e-6)
+    scored = s[:, 1:] if skip_onset and s.shape[-1] > 2 else s
+    low = jnp.min(scored, axis=-1, keepdims=True)
+    gate = (s - low) / (jnp.max(scored, axis=-1, keepdims=True) - low + 1e-6)
+    return gate.at[:, 0].set(0.0) if scored is not s else gate
   raise ValueError(f"model.gate_norm: expected one of {GATE_NORMS}, got {gate_norm!r}")
 
 
@@ -240,7 +248,7 @@ class CMNet(nn.Module):
   def _classify(self, x: jax.Array, s: jax.Array, z: jax.Array, train: bool,
                 intensities: jax.Array | None) -> CMNetOutput:
     """FFE, fusion with s_t (or `intensities`), LSTM and classifier on the prepared input."""
-    gate = normalise_gate(s, self.gate_norm)
+    gate = normalise_gate(s, self.gate_norm, skip_onset=self.input_mode == "onset_difference")
     if intensities is not None:
       if intensities.shape != s.shape:
         raise ValueError(f"intensities: expected [batch, time] = {s.shape}, got "
