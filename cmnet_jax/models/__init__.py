@@ -58,7 +58,8 @@ SPEC = cb.Spec({
                                  "'tent' = a fixed positional tent (the position prior); "
                                  "'constant' = 1 for every frame (no gate)"),
     "gate_norm": cb.Field(cb.STR, cb.one_of(*GATE_NORMS),
-                          "'minmax' = the learned s rescaled to [0, 1] per clip in the fusion (onset frame left out)"),
+                          "'minmax' = the learned s rescaled to [0, 1] per clip in the fusion "
+                          "(onset frame left out)"),
 }, rules=(
     cb.Rule(("widths", "norm_groups"), lambda ws, g: all(w % g == 0 for w in ws),
             "every width divisible by model.norm_groups"),
