@@ -150,7 +150,10 @@ def run(mode: str, config: ml_collections.ConfigDict, workdir: Path, *,
                   errno.ENOTDIR: "a file where the run expects a folder",
                   errno.EISDIR: "a folder where the run writes a file"}.get(e.errno)
     if in_the_way and e.filename:
-      print(f"error: {e.filename} is {in_the_way} ({e.strerror}); the run did not make it. Move "
+      where = Path(e.filename)
+      if e.errno == errno.ENOTDIR:  # name the file standing where a folder of the path should be
+        where = next((q for q in [where, *where.parents] if q.exists() and not q.is_dir()), where)
+      print(f"error: {where} is {in_the_way} ({e.strerror}); the run did not make it. Move "
             "it away and run the same command again (what was saved before is intact)",
             file=sys.stderr)
       return 1

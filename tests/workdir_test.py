@@ -273,17 +273,21 @@ def _unfinished(tiny_run, tmp_path):
   return wd
 
 
-@pytest.mark.parametrize("where", ["tensorboard", "checkpoints"])
+@pytest.mark.parametrize("where", ["tensorboard", "checkpoint folder", "checkpoints"])
 def test_a_file_where_the_run_makes_a_folder_is_named(tiny_run, tmp_path, capsys, where):
   """Further case (issue 23): a file in the way of the TensorBoard or checkpoint folder gave a
-  traceback (FileExistsError); one line naming it, before any training."""
+  traceback (FileExistsError, NotADirectoryError); one line naming it, before any training."""
   wd = _unfinished(tiny_run, tmp_path)
-  path = wd.tensorboard_dir if where == "tensorboard" else wd.checkpoint_dir(0, 0)
+  path = {"tensorboard": wd.tensorboard_dir, "checkpoint folder": wd.checkpoint_dir(0, 0),
+          "checkpoints": wd.path / "checkpoints"}[where]
   shutil.rmtree(path)
   path.write_text("in the way")
   (line,) = _refused(capsys, wd.path).splitlines()
-  assert line.startswith(f"error: {path} is a file where the run makes a folder (File exists)")
+  kind = ("expects a folder (Not a directory)" if where == "checkpoints" else
+          "makes a folder (File exists)")
+  assert line.startswith(f"error: {path} is a file where the run {kind}"), line
   assert "Move it away" in line and path.read_text() == "in the way"
+  assert not wd.is_finished() and not wd.group_files()        # nothing trained
 
 
 def test_a_failed_npz_write_leaves_no_temporary_and_names_the_file(tmp_path, monkeypatch):

@@ -77,7 +77,9 @@ class ScalarWriter:
     self._file = None
     self._had_events = False
     self._restart = None
-    self._refuse_other_than_a_plain_file()  # at once: before a run trains anything
+    # At once, before a run trains anything: its folder, and no link where the file goes.
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    self._refuse_other_than_a_plain_file()
 
   def _refuse_other_than_a_plain_file(self, st: os.stat_result | None = None) -> None:
     """A link (`events... -> ~/.bashrc`), a hard link or a non-file where the event file is
