@@ -142,17 +142,13 @@ def format_diagnostics(d: dict[str, float]) -> str:
 # predictor, a shuffled control or the usual difference-image baseline scores on the same frames.
 
 
-def _row_ranks(x: np.ndarray) -> np.ndarray:
-  """Average ranks along the last axis of a 2-D array (float64)."""
-  return np.stack([_average_ranks(row) for row in x]) if len(x) else np.zeros_like(x, np.float64)
-
-
-def _per_clip_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """Row-wise Spearman rho of `[N, T]` arrays; 0 where either row is constant (no trend)."""
-  ra, rb = _row_ranks(a), _row_ranks(b)
-  ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
-  den = np.sqrt((ra * ra).sum(1) * (rb * rb).sum(1))
-  return np.divide((ra * rb).sum(1), den, out=np.zeros(len(a)), where=den > 0)
+def _unit_ranks(x: np.ndarray) -> np.ndarray:
+  """Each row of a `[N, T]` array as average ranks, centred and scaled to unit length (float64);
+  a constant row is all zeros. The dot product of two such rows is their Spearman rho."""
+  r = np.stack([_average_ranks(row) for row in x]) if len(x) else np.zeros_like(x, np.float64)
+  r = r - r.mean(1, keepdims=True)
+  norm = np.linalg.norm(r, axis=1, keepdims=True)
+  return np.divide(r, norm, out=np.zeros_like(r), where=norm > 0)
 
 
 def partial_r_given_position(learned: Any, reference: Any) -> float:
@@ -264,16 +260,13 @@ def position_diagnostics(intensities: Any, *, groups: Any, apex: Any, motion: An
     if true.shape != s.shape:
       raise ValueError(f"true_intensity {true.shape} must match intensities {s.shape}")
     ss, tt, tp = s[:, first:], true[:, first:], template[:, first:]
-    rs, rt = _row_ranks(ss), _row_ranks(tt)
-    rs, rt = rs - rs.mean(1, keepdims=True), rt - rt.mean(1, keepdims=True)
-    norm = lambda r: np.divide(r, np.linalg.norm(r, axis=1, keepdims=True),
-                               out=np.zeros_like(r), where=np.linalg.norm(r, axis=1,
-                                                                          keepdims=True) > 0)
-    rho = norm(rt) @ norm(rs).T  # [true clip, s clip]: every pairing's Spearman rho
+    ut = _unit_ranks(tt)
+    rho = ut @ _unit_ranks(ss).T  # [true clip, s clip]: every pairing's Spearman rho
     off = ~np.eye(n, dtype=bool)
     out.update({
         "learned_spearman_per_clip": float(np.mean(np.diag(rho))),
-        "position_baseline_spearman_per_clip": float(np.mean(_per_clip_spearman(tp, tt))),
+        "position_baseline_spearman_per_clip": float(np.mean(
+            (_unit_ranks(tp) * ut).sum(1))),
         "shuffled_spearman_per_clip": float(rho[off].mean()) if n > 1 else float("nan"),
         "partial_r_given_position": partial_r_given_position(ss, tt),
         "true_variance_explained_by_position": variance_explained_by_position(tt),
