@@ -1,7 +1,8 @@
 """What `run.py` does in each mode, with errors a user can act on (no tracebacks for bad data).
 
-`--mode=eval`, `--mode=predict` and `--mode=spot` use the config recorded in the workdir (the one it was trained
-with), whatever `--config` says; a `--config` given with them that differs is named and ignored.
+`--mode=eval`, `--mode=predict` and `--mode=spot` use the config recorded in the workdir (the one
+it was trained with), whatever `--config` says; a `--config` given with them that differs is
+named and ignored.
 """
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ fall back to an older model. The prediction is the mean of the folds' softmax pr
 one named fold's). The clip is a folder of numbered frames, at least `MIN_FRAMES` of them
 between onset and offset; give onset/apex/offset frame numbers, or leave the apex out and it is
 spotted from the learned intensity (`spot`: the fold models' intensity of every frame, highest
-wins; the frame that differs most from the first one is reported beside it). The clip's intensity curve
-is drawn by `write_curve` wherever the caller says (never into the workdir).
+wins; the frame that differs most from the first one is reported beside it). The clip's
+intensity curve is drawn by `write_curve` wherever the caller says (never into the workdir).
 """
 from __future__ import annotations
 
@@ -105,23 +105,24 @@ def clip_frame_paths(folder: str, *, onset: Optional[int], offset: Optional[int]
     notes += [f"note: {note}"] if note else []
   if len(kept) < MIN_FRAMES:
     raise DatasetError(
-        f"{folder}: {len(kept)} frame(s){' of one size' if notes else ''} between onset {onset} and offset {offset} "
-        f"(frames run from {first} to {last}); a clip needs at least {MIN_FRAMES} (onset, apex "
-        "and offset) to show a motion")
+        f"{folder}: {len(kept)} frame(s){' of one size' if notes else ''} between onset {onset} "
+        f"and offset {offset} (frames run from {first} to {last}); a clip needs at least "
+        f"{MIN_FRAMES} (onset, apex and offset) to show a motion")
   return [n for n, _ in kept], [p for _, p in kept], notes
 
 
 def read_clip(folder: str, *, onset: Optional[int], apex: Optional[int], offset: Optional[int],
               num_frames: int, image_size: int, sampling: str = "anchored",
-              decoded: Optional[np.ndarray] = None) -> Clip:
+              decoded: Optional[np.ndarray] = None, listed: Optional[tuple] = None) -> Clip:
   """Samples T frames of the clip in `folder` (see `Clip`).
 
   Without `apex`, the apex is the frame that differs most from the first one (the difference
   baseline; `predict` passes the apex it spotted from the learned intensity instead).
-  `decoded`: every frame onset..offset already decoded (`[n, H, W, 3]`), to avoid decoding twice.
+  `listed`: `clip_frame_paths(folder, onset=onset, offset=offset)` already called, and
+  `decoded`: its frames already decoded (`[n, H, W, 3]`), so neither is done twice.
   Raises DatasetError if the folder has fewer than `MIN_FRAMES` frames in onset..offset.
   """
-  numbers, paths, _ = clip_frame_paths(folder, onset=onset, offset=offset)
+  numbers, paths, _ = listed or clip_frame_paths(folder, onset=onset, offset=offset)
   if decoded is None:
     decoded = np.stack([frames_lib.decode_frame(p, image_size, folder) for p in paths])
   if apex is None:
@@ -183,11 +184,12 @@ def spot_apex(s: np.ndarray, motion: np.ndarray, numbers: list, *, skip_onset: b
 
 
 def spot(workdir: str | Path, folder: str, *, config=None, onset=None, offset=None,
-         fold: Optional[str] = None, loaded=None) -> dict:
+         fold: Optional[str] = None, loaded=None, listed: Optional[tuple] = None) -> dict:
   """Per-frame learned intensity of the clip in `folder` and the onset / apex / offset spotted
   from it (`spot_apex`), from the workdir's final fold models (mean over them, or one `fold`).
 
-  `loaded`: `(model, class_names, fold_params)` already loaded (`predict` passes its own).
+  `loaded`: `(model, class_names, fold_params)` already loaded and `listed`: the clip's
+  `clip_frame_paths` already read (`predict` passes its own).
   Returns {'frames', 'intensity' (per frame, mean over folds), 'motion' (mean absolute
   difference from the first frame), 'onset', 'apex', 'offset', 'difference_apex', 'reason',
   'notes', 'decoded'}.
@@ -195,7 +197,7 @@ def spot(workdir: str | Path, folder: str, *, config=None, onset=None, offset=No
   config = config if config is not None else load_config(workdir)
   model, _, fold_params = loaded if loaded is not None else load_fold_params(workdir, config)
   fold_params = _one_fold(fold_params, fold, workdir)
-  numbers, paths, notes = clip_frame_paths(folder, onset=onset, offset=offset)
+  numbers, paths, notes = listed or clip_frame_paths(folder, onset=onset, offset=offset)
   decoded = np.stack([frames_lib.decode_frame(p, config.data.image_size, folder) for p in paths])
   s = frame_intensities(model, fold_params, decoded).mean(0)
   motion = reports.motion_energy(decoded[None])[0]
@@ -225,17 +227,17 @@ def predict(workdir: str | Path, folder: str, *, config=None, onset=None, apex=N
   model, class_names, fold_params = load_fold_params(workdir, config)
   fold_params = _one_fold(fold_params, fold, workdir)
   t = config.data.num_frames
+  listed = clip_frame_paths(folder, onset=onset, offset=offset)
+  notes = list(listed[2])
   spotted, decoded = None, None
   if apex is None:
     spotted = spot(workdir, folder, config=config, onset=onset, offset=offset,
-                   loaded=(model, class_names, fold_params))
+                   loaded=(model, class_names, fold_params), listed=listed)
     decoded, apex = spotted.pop("decoded"), spotted["apex"]
-  notes = list(spotted["notes"]) if spotted else list(
-      clip_frame_paths(folder, onset=onset, offset=offset)[2])
   clip, apex_index, numbers, available = read_clip(
       folder, onset=onset, apex=apex, offset=offset, num_frames=t,
       image_size=config.data.image_size, sampling=config.data.get("frame_sampling", "anchored"),
-      decoded=decoded)
+      decoded=decoded, listed=listed)
   if available < t:
     notes.append(f"note: the clip has {available} frames in onset..offset, fewer than the {t} "
                  f"the model samples: frames are repeated ({numbers})")
