@@ -49,6 +49,10 @@ ARMS: dict[str, dict] = {
     # Issue 22 candidates: the learned s rescaled to [0, 1] per clip in the fusion.
     "default-minmax": {"model.gate_norm": "minmax"},
     "ce-minmax": {**_CE_ONLY, "model.gate_norm": "minmax"},
+    # Issue 22, the scale term: s_t against the prototype mean by value (losses/scale.py).
+    "scale": {"loss.lambda_scale": 1.0},
+    "scale-minmax": {"loss.lambda_scale": 1.0, "model.gate_norm": "minmax"},
+    "ce-scale": {**_CE_ONLY, "loss.lambda_scale": 1.0},
     # Candidates the default was chosen from (on another synthetic seed; docs/results.md).
     "w0.1-o0.1": {"loss.lambda_w": 0.1, "loss.lambda_order": 0.1},
     "w0.1-o0.5": {"loss.lambda_w": 0.1, "loss.lambda_order": 0.5},

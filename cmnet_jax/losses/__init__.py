@@ -37,6 +37,7 @@ from cmnet_jax.losses.wilcoxon import SEGMENTS
 from cmnet_jax.losses.wilcoxon import critical_z
 from cmnet_jax.losses.wilcoxon import wilcoxon_loss
 from cmnet_jax.losses import cmnet_terms  # registers 'id', 'wilcoxon', 'ce'  # noqa: F401
+from cmnet_jax.losses import scale  # registers 'scale' (off by default)  # noqa: F401
 
 __all__ = [
     "Option", "PENALTIES", "PRESETS", "RankSumResult", "SEGMENTS", "SHARED_OPTIONS", "STRATEGIES", "StepInputs", "TERMS",
