@@ -197,3 +197,36 @@ def test_other_settings_on_an_aligned_folder_are_refused(samm, samm_aligned):
     _run(_config("samm", root, size=128))
   with pytest.raises(config_blocks.ConfigError, match="align.fallback = 'middle'"):
     _run(_config("samm", root, fallback="middle"))
+
+
+def _least_squares_similarity(src, dst):
+  """The same fit solved independently: x' = a x - b y + tx, y' = b x + a y + ty is linear in
+  (a, b, tx, ty), and a^2 + b^2 > 0 rules out a reflection."""
+  rows = [[x, -y, 1.0, 0.0] for x, y in src] + [[y, x, 0.0, 1.0] for x, y in src]
+  (a, b, tx, ty), *_ = np.linalg.lstsq(np.array(rows), np.concatenate([dst[:, 0], dst[:, 1]]),
+                                       rcond=None)
+  return np.array([[a, -b, tx], [b, a, ty], [0.0, 0.0, 1.0]])
+
+
+def test_similarity_fit_equals_the_least_squares_solution():
+  """scikit-image fits the similarity; it equals the linear least-squares optimum, on exact,
+  noisy and mirrored (no rotation fits: the best one) point sets."""
+  rng = np.random.default_rng(0)
+  t = geometry.template_points(112, 0.1)
+  angle = np.deg2rad(20.0)
+  rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+  src = (t - 56) @ rot.T / 2.5 + [300.0, 200.0]       # the template rotated, shrunk, moved
+  m = geometry.similarity(src, t)
+  np.testing.assert_allclose(geometry.apply(m, src), t, atol=1e-9)
+  assert geometry.scale(m) == pytest.approx(2.5) and geometry.rotation_deg(m) == pytest.approx(-20)
+  for case in range(20):
+    src = rng.uniform(0, 640, size=(int(rng.integers(2, 9)), 2))
+    dst = src @ rng.normal(size=(2, 2)) + rng.normal(0, 5, size=src.shape)
+    if case % 2:
+      dst[:, 0] *= -1
+    np.testing.assert_allclose(geometry.similarity(src, dst), _least_squares_similarity(src, dst),
+                               rtol=1e-9, atol=1e-8)
+  with pytest.raises(ValueError, match="coincide"):
+    geometry.similarity(np.ones((5, 2)), t)
+  with pytest.raises(ValueError, match="matching point sets"):
+    geometry.similarity(src[:3], src[:2])

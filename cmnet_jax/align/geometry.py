@@ -1,5 +1,9 @@
 """Similarity transforms for face alignment: template, least-squares fit, and the Pillow form.
 
+The fit is scikit-image's; what is here is what neither it nor dlib has: the 5-point template
+in a crop with a margin, the 68 -> 5 landmark reduction, the no-face fallback and Pillow's
+inverse affine form.
+
 Coordinates are continuous pixel coordinates (x right, y down; pixel (i, j) covers
 [j, j + 1) x [i, i + 1), so its centre is (j + 0.5, i + 0.5)), the convention of Pillow's
 `Image.transform`. A transform is a 3x3 matrix M acting on homogeneous column vectors
@@ -13,12 +17,9 @@ template point u in [0, 1]^2 lands at  q = S (u + m) / (1 + 2 m)  in the crop.
 >>> t = template_points(112, 0.0)
 >>> t[:2].round(1).tolist()   # eye centres of the ArcFace 112 x 112 crop
 [[38.3, 51.7], [73.5, 51.5]]
->>> angle = np.deg2rad(20.0)
->>> rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
->>> src = (t - 56) @ rot.T / 2.5 + [300.0, 200.0]      # the template rotated, shrunk, moved
->>> m = similarity(src, t)
->>> bool(np.allclose(apply(m, src), t)), round(scale(m), 3), round(rotation_deg(m), 1)
-(True, 2.5, -20.0)
+>>> m = np.array([[2.0, -1.0, 5.0], [1.0, 2.0, 0.0], [0.0, 0.0, 1.0]])  # a similarity
+>>> apply(m, [[1.0, 0.0]]).tolist(), round(scale(m) ** 2, 6), round(rotation_deg(m), 2)
+([[7.0, 1.0]], 5.0, 26.57)
 """
 from __future__ import annotations
 
@@ -52,29 +53,26 @@ def five_points(landmarks: np.ndarray) -> np.ndarray:
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-  """Least-squares similarity (Umeyama 1991) taking points `src [n, 2]` onto `dst [n, 2]`.
-
-  Minimises  sum_i |s R src_i + t - dst_i|^2  over scale s > 0, rotation R (no reflection) and
-  translation t: with centred points X, Y and the SVD  Y^T X / n = U D V^T,
-  R = U diag(1, det(U V^T)) V^T,  s = trace(D diag(1, det(U V^T))) / var(X),
-  t = mean(dst) - s R mean(src). Returns the 3x3 matrix [[s R, t], [0, 0, 1]].
+  """Least-squares similarity taking points `src [n, 2]` onto `dst [n, 2]`: the 3x3 matrix
+  [[s R, t], [0, 0, 1]] minimising  sum_i |s R src_i + t - dst_i|^2  over scale s > 0, rotation R
+  (no reflection) and translation t. scikit-image's `SimilarityTransform.from_estimate` (Umeyama
+  1991) fits it (requirements-align.txt, as dlib for `--mode=align`).
   """
+  try:
+    from skimage import transform  # pylint: disable=import-outside-toplevel  (align extra)
+  except ImportError as e:
+    from cmnet_jax.align import face  # pylint: disable=import-outside-toplevel
+    raise face.MissingPackagesError(f"the face alignment needs scikit-image ({e}); install the "
+                                    f"alignment packages: pip install -r {face.REQUIREMENTS}") from e
   src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
   if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
     raise ValueError(f"need matching point sets [n >= 2, 2], got {src.shape} and {dst.shape}")
-  mu_s, mu_d = src.mean(0), dst.mean(0)
-  x, y = src - mu_s, dst - mu_d
-  var = (x ** 2).sum() / len(src)
-  if var <= 1e-12:
+  if ((src - src.mean(0)) ** 2).sum() / len(src) <= 1e-12:
     raise ValueError("source points coincide: no similarity is defined")
-  u, d, vt = np.linalg.svd(y.T @ x / len(src))
-  sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
-  rot = u @ sign @ vt
-  s = np.trace(np.diag(d) @ sign) / var
-  m = np.eye(3)
-  m[:2, :2] = s * rot
-  m[:2, 2] = mu_d - s * rot @ mu_s
-  return m
+  fitted = transform.SimilarityTransform.from_estimate(src, dst)
+  if not fitted:
+    raise ValueError(f"no similarity fits these points ({fitted})")
+  return np.array(fitted.params, np.float64)
 
 
 def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
