@@ -129,7 +129,7 @@ def read_source(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir) -> S
   the reader repaired or skipped."""
   name = config.data.name
   root = dataset_root(config, wd)
-  if jax.process_index() == 0:
+  if jax.process_index() == 0 or wd.data_is_host_local:  # gs:// workdir: every host its own
     registry.prepare(name, root, config)
   else:  # process 0 generates and decodes; the others must not race it
     wd.wait_for_clip_cache(_cache_key(config))
@@ -157,10 +157,11 @@ def load_clips(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, sourc
   cache is decoded again too (with a warning), and caches of other data are removed.
   """
   index, root = source.index, source.root
-  if write_cache and source.hash_cache is not None and jax.process_index() == 0:
+  own_cache = jax.process_index() == 0 or wd.data_is_host_local
+  if write_cache and source.hash_cache is not None and own_cache:
     source.hash_cache.save()
   cache = wd.clip_cache(_cache_key(config), source.files_key[:16])
-  if jax.process_index() != 0:
+  if not own_cache:
     wd.wait_for_clip_cache(_cache_key(config), source.files_key[:16])
   arrays = wd.load_clip_cache(cache)
   if arrays is None:
