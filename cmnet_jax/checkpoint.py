@@ -20,6 +20,10 @@ template (another config) is an error, never a reason to fall back or start afre
 `restore_step` reads one given checkpoint and writes nothing (eval and predict use the final one
 only, and may run on a read-only workdir).
 
+On object storage (`gs://...`, `cmnet_jax.storage`) Orbax writes a step under its final name and
+marks it finished with `commit_success.txt`; a step folder without it is an interrupted save,
+removed with the same warning as a temporary folder locally (`storage.complete_steps`).
+
 Noise Orbax makes that says nothing to a user is kept off the terminal: its items are registered
 with their handlers (else every metadata read warns "Item ... could not be restored"), and when a
 damaged checkpoint fails to read, the reads still in flight find their asyncio event loop closed
@@ -33,12 +37,13 @@ import os
 import shutil
 import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from cmnet_jax import storage
 
 _TMP_MARK = ".orbax-checkpoint-tmp"
 _ARRAY_TAG = "__ndarray__"
@@ -167,11 +172,10 @@ def restore_step(directory: str | os.PathLike, step: int,
       the epochs that do exist).
     CheckpointMismatchError: its arrays differ from the template.
   """
-  path = Path(directory).absolute() / str(step)
-  steps = sorted(int(p.name) for p in path.parent.iterdir()
-                 if p.name.isdigit() and p.is_dir()) if path.parent.is_dir() else []
+  path = _absolute(directory) / str(step)
+  steps = storage.complete_steps(path.parent)
   others = f"checkpoints there: epochs {steps}" if steps else "no other checkpoint there"
-  if not path.is_dir():
+  if step not in steps:
     raise CheckpointError(f"checkpoint {path} does not exist ({others})")
   checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler(**_handlers()))
   try:
@@ -198,19 +202,24 @@ def restore_step(directory: str | os.PathLike, step: int,
 def saved_slots(directory: str | os.PathLike) -> int | None:
   """The leading (fold slot) size of the state in the newest checkpoint of `directory`, read
   from its metadata; None when there is none or it cannot be read."""
-  d = Path(directory)
-  steps = sorted(int(p.name) for p in d.iterdir()
-                 if p.name.isdigit() and p.is_dir()) if d.is_dir() else []
+  d = _absolute(directory)
+  steps = storage.complete_steps(d)
   if not steps:
     return None
   checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler(**_handlers()))
   try:
-    tree = checkpointer.metadata(d.absolute() / str(steps[-1])).item_metadata["state"].tree
+    tree = checkpointer.metadata(d / str(steps[-1])).item_metadata["state"].tree
     return int(jax.tree.leaves(tree)[0].shape[0])
   except Exception:  # pylint: disable=broad-except  # unreadable: the restore will say so
     return None
   finally:
     checkpointer.close()
+
+
+def _absolute(directory):
+  """A local folder made absolute; an object-storage path (etils.epath) as it is."""
+  path = storage.as_path(directory)
+  return path if storage.is_remote(path) else path.absolute()
 
 
 def is_supported() -> bool:
@@ -220,6 +229,16 @@ def is_supported() -> bool:
   True
   """
   return jax.process_count() == 1
+
+
+def _remove_tree(path) -> None:
+  if storage.is_remote(path):
+    try:
+      path.rmtree()
+    except OSError:
+      pass
+  else:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 class CheckpointStore:
@@ -242,7 +261,7 @@ class CheckpointStore:
     """`keep` >= 1 checkpoints are kept; fallback to an older one needs `keep` >= 2."""
     if keep < 1:
       raise ValueError(f"keep (checkpoints to keep) must be >= 1, got {keep}")
-    self.directory = Path(directory).absolute()
+    self.directory = _absolute(directory)
     self.directory.mkdir(parents=True, exist_ok=True)
     if not is_supported():
       raise NotImplementedError(
@@ -271,7 +290,9 @@ class CheckpointStore:
     except Exception as e:  # pylint: disable=broad-except  # Orbax raises ValueError, OSError, ...
       cause = write_failure(e) or f"{type(e).__name__}: {str(e)[:300]}"
       for tmp in self.directory.glob(f"{step}{_TMP_MARK}*"):  # the partial save, if it can go
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_tree(tmp)
+      for tmp in storage.uncommitted_steps(self.directory):
+        _remove_tree(tmp)
       kept = self.steps()
       saved = f"epochs {', '.join(map(str, kept))}" if kept else "none yet"
       start = f"epoch {kept[-1]}" if kept else "the start"
@@ -325,10 +346,11 @@ class CheckpointStore:
     return None
 
   def _remove_interrupted_saves(self) -> None:
-    for tmp in sorted(self.directory.glob(f"*{_TMP_MARK}*")):
+    leftovers = sorted(self.directory.glob(f"*{_TMP_MARK}*"))
+    for tmp in leftovers + storage.uncommitted_steps(self.directory):
       warnings.warn(f"removing {tmp}, left by an interrupted checkpoint save; resuming from the "
                     "previous checkpoint", RuntimeWarning, stacklevel=3)
-      shutil.rmtree(tmp, ignore_errors=True)
+      _remove_tree(tmp)
     self._manager.reload()
 
   def _set_aside(self, steps: list[int]) -> None:
@@ -339,7 +361,10 @@ class CheckpointStore:
       while dst.exists():
         dst, k = self.directory / f"{step}.corrupt.{k}", k + 1
       if src.exists():
-        os.replace(src, dst)
+        if storage.is_remote(src):
+          src.rename(dst)  # object storage: a copy of the objects, then a delete
+        else:
+          os.replace(src, dst)
     if steps:
       self._manager.reload()
 

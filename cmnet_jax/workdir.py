@@ -14,6 +14,12 @@
       training_curves.png      the reports
       tensorboard/             one TensorBoard event stream, appended to by a resumed run
 
+On object storage (`--workdir=gs://bucket/run`, see `cmnet_jax.storage`) the same names hold,
+except: the lock is a run marker object `.lock` (`storage.RunMarker`), and what is a cache or an
+input (data/: decoded clips, frame hashes, a generated database) and the event files being
+written stay in a host-local folder (`storage.local_dir`), the event files copied to
+tensorboard/ after every epoch.
+
 What a workdir accepts (`check_config`, `check_data`): the same config and data to resume or
 re-print; any config when nothing is trained yet (no checkpoint, no finished fold group: the
 new config replaces the old one); once something is trained only `RESUMABLE` keys may change
@@ -27,6 +33,7 @@ import contextlib
 import datetime
 import errno
 import fcntl
+import io
 import json
 import os
 import socket
@@ -40,6 +47,7 @@ from typing import Any, Iterator, NamedTuple, Optional
 
 import numpy as np
 
+from cmnet_jax import storage
 from cmnet_jax.errors import WorkdirError
 
 CONFIG, FOLDS, RESULTS = "config.json", "folds.json", "results.json"
@@ -155,7 +163,13 @@ def _resumable(line: str) -> bool:
 def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
   """Writes an .npz atomically: into a hidden temporary beside it (no `clips-*`/`group*` name a
   reader could take for the file), then renamed. A failed write (a full disk) removes the
-  temporary and names `path`; a killed one leaves the old file or none."""
+  temporary and names `path`; a killed one leaves the old file or none. On object storage: one
+  upload (an object appears whole or not at all)."""
+  if storage.is_remote(path):
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    storage.write_bytes(path, buf.getvalue())
+    return
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
   try:
@@ -182,14 +196,18 @@ class Workdir:
   """One run folder. Names are properties/methods; nothing is touched until a method says so."""
 
   def __init__(self, path: str | os.PathLike):
-    self.path = Path(path)
+    self.path = storage.as_path(path)  # pathlib.Path, or etils.epath.Path for gs://...
+    self.remote = storage.is_remote(self.path)
 
   # -- names ----------------------------------------------------------------------------------
   config_file = property(lambda self: self.path / CONFIG)
   folds_file = property(lambda self: self.path / FOLDS)
   results_file = property(lambda self: self.path / RESULTS)
   tensorboard_dir = property(lambda self: self.path / "tensorboard")
-  data_dir = property(lambda self: self.path / "data")
+  # On object storage, caches and inputs stay on this host's disk (hosts share none).
+  data_dir = property(lambda self: (storage.local_dir(self.path) / "data" if self.remote
+                                    else self.path / "data"))
+  data_is_host_local = property(lambda self: self.remote)
   frame_hashes_file = property(lambda self: self.data_dir / "frame-hashes.json")
 
   def report(self, name: str) -> Path:
@@ -224,6 +242,9 @@ class Workdir:
   def create(self) -> None:
     """Makes the folder; a clear error if the path is a file or cannot be created here."""
     p = self.path
+    if self.remote:
+      self._create_remote()
+      return
     try:
       os.stat(p)
     except (FileNotFoundError, NotADirectoryError):
@@ -251,12 +272,28 @@ class Workdir:
     except OSError as e:
       raise WorkdirError(f"cannot create the workdir {p}: {e.strerror}") from None
 
+  def _create_remote(self) -> None:
+    p = self.path
+    try:
+      if p.exists() and not p.is_dir():
+        raise WorkdirError(f"--workdir {p} is an object, not a folder: pass the path of a folder")
+      if p.is_dir():
+        self._refuse_foreign()
+        return
+      p.mkdir(parents=True, exist_ok=True)
+    except WorkdirError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # gcsfs: no bucket, no credentials
+      raise WorkdirError(f"cannot use the workdir {p} ({type(e).__name__}: {str(e)[:300]}); "
+                         "check that the bucket exists and that this machine's credentials "
+                         "may write it") from None
+
   def _refuse_foreign(self) -> None:
     """An existing folder with other content and nothing of a run (a home folder, a data folder
     passed as --workdir by mistake) is refused: a run would mix its files into it."""
     known = {CONFIG, FOLDS, *REPORTS.values(), "data", "checkpoints", "folds", "tensorboard"}
     try:
-      entries = sorted(os.listdir(self.path))
+      entries = sorted(p.name for p in self.path.iterdir())
     except OSError:
       return  # unreadable: the lock and the reads name the problem
     entries = [e for e in entries if not e.startswith(".") or e.startswith(".lock")]
@@ -269,17 +306,26 @@ class Workdir:
         f"empty folder (e.g. --workdir={self.path / 'cmnet_run'}); nothing was written")
 
   def writable(self) -> bool:
-    """Whether this user may write in the workdir (False: only re-printing works)."""
-    return _writable(self.path)
+    """Whether this user may write in the workdir (False: only re-printing works). On object
+    storage the first write says so (an error naming the object)."""
+    return True if self.remote else _writable(self.path)
 
   @contextlib.contextmanager
   def lock(self, process: int = 0, *, shared: bool = False) -> Iterator[None]:
     """Holds the workdir's lock file for a run (`shared`: a read-only re-print).
 
     An OS lock (flock): the kernel frees it when the run ends, however it ends (kill -9
-    included), so a dead run never leaves a stale lock.
+    included), so a dead run never leaves a stale lock. On object storage, a run marker
+    (`storage.RunMarker`: created only if absent, refreshed while the run lives, taken over
+    once abandoned).
     """
     path = self.lock_file(process)
+    if self.remote:
+      holder = (f"pid {os.getpid()} on {socket.gethostname()} since "
+                f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S} ({' '.join(sys.argv)[:300]})")
+      with storage.RunMarker(path, holder):
+        yield
+      return
     # Never through a link (a planted `.lock -> ~/.bashrc` would be truncated and written) and
     # never blocking on a FIFO; created with the umask's mode.
     flags = ((os.O_RDONLY if shared else os.O_RDWR | os.O_CREAT)
@@ -358,9 +404,7 @@ class Workdir:
 
   def checkpoint_steps(self, group: int, process: int) -> list[int]:
     """Epochs of the complete checkpoints of a fold group (folders named by their epoch)."""
-    d = self.checkpoint_dir(group, process)
-    return sorted(int(p.name) for p in d.iterdir()
-                  if p.name.isdigit() and p.is_dir()) if d.is_dir() else []
+    return storage.complete_steps(self.checkpoint_dir(group, process))
 
   def final_checkpoint_advice(self, group: int, process: int, final_epoch: int) -> str:
     """What to do when a fold group's final checkpoint is missing or damaged."""
@@ -381,8 +425,7 @@ class Workdir:
     out = [f"finished fold group {g.path.name}" for g in self.group_files()]
     root = self.path / "checkpoints"
     for d in sorted(root.iterdir()) if root.is_dir() else []:
-      steps = sorted(int(p.name) for p in d.iterdir()
-                     if p.name.isdigit() and p.is_dir()) if d.is_dir() else []
+      steps = storage.complete_steps(d)
       if steps:
         out.append(f"checkpoints of {d.name} at epoch{'s' * (len(steps) > 1)} "
                    + ", ".join(map(str, steps)))
@@ -536,7 +579,7 @@ class Workdir:
   def load_group(self, path: Path) -> dict[str, np.ndarray]:
     """A fold group's arrays; an error naming a damaged file and how to make it again."""
     try:
-      with np.load(path) as f:
+      with np.load(io.BytesIO(path.read_bytes()) if self.remote else path) as f:
         out = {k: f[k] for k in f.files}
       if "fold_ids" not in out:
         raise ValueError("no fold_ids array")
@@ -551,18 +594,6 @@ class Workdir:
     """Reads every finished group's file: a damaged one is named before any work."""
     for g in self.group_files():
       self.load_group(g.path)
-
-  def wait_for_groups(self, num_groups: int, process_count: int, *,
-                      timeout_s: float = 24 * 3600, poll_s: float = 2.0) -> list[dict]:
-    """Every group file of every process, waiting for the other processes to write theirs."""
-    paths = [self.group_file(g, p) for g in range(num_groups) for p in range(process_count)]
-    deadline = time.monotonic() + timeout_s
-    while not all(p.exists() for p in paths):
-      if time.monotonic() > deadline:
-        missing = [str(p) for p in paths if not p.exists()]
-        raise TimeoutError(f"fold results never appeared: {missing}")
-      time.sleep(poll_s)
-    return [self.load_group(p) for p in paths]
 
   # -- the decoded-clip cache -----------------------------------------------------------------
   def load_clip_cache(self, path: Path) -> Optional[dict[str, np.ndarray]]:

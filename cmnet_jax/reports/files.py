@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from cmnet_jax import metrics
+from cmnet_jax import storage
 
 FINAL_EPOCH_LABEL = ("final-epoch model of every fold, evaluated once on its held-out subject "
                      "(no test-set selection)")
@@ -43,16 +44,21 @@ def umask() -> int:
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
   """Writes `data` to `path` so that readers see the old or the new file, never a partial one.
 
-  The file gets the mode `open()` would give it (0o666 less the umask).
+  The file gets the mode `open()` would give it (0o666 less the umask). On object storage
+  (`gs://...`, see `cmnet_jax.storage`) it is one upload, which readers see whole or not at all.
 
   >>> d = tempfile.mkdtemp()
   >>> p = atomic_write(os.path.join(d, 'a.txt'), 'hi\\n')
   >>> p.read_text(), sorted(os.listdir(d))
   ('hi\\n', ['a.txt'])
   """
+  raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+  if storage.is_remote(path):
+    path = storage.as_path(path)
+    storage.write_bytes(path, raw)
+    return path
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   try:
     with os.fdopen(fd, "wb") as f:
