@@ -18,9 +18,8 @@ Parameter meanings follow torchvision: brightness/contrast/saturation b draw a f
 grayscale is ITU-R 601 luma; blur sigma is uniform in [lo, hi] with reflect padding.
 
 >>> import jax, jax.numpy as jnp
->>> from configs.common import augment_config
 >>> clips = jnp.full((2, 3, 16, 16, 3), 128, jnp.uint8)
->>> cfg = augment_config()
+>>> cfg = SPEC.defaults()  # the `augment` block's defaults
 >>> views = jax.eval_shape(lambda k, x: positive_views(k, x, cfg), jax.random.key(0), clips)
 >>> views.shape, views.dtype  # drop eval_shape to compute the views
 ((2, 3, 16, 16, 3), dtype('float32'))
@@ -260,21 +259,25 @@ def random_rotation(rng: jax.Array, images: jax.Array, *, max_degrees: float) ->
 # ---------------------------------------------------------------- entry points (config block)
 
 
-# The `augment` block (configs/common.py augment_config): the keys of each entry point.
+# The `augment` block, declared once (configs/common.py augment_config builds it from these
+# defaults): the keys of each entry point. Positive views for the ID loss (per frame), then
+# clip-level training augmentation.
 POSITIVE_VIEWS_SPEC = cb.Spec({
-    "brightness": cb.Field(cb.FLOAT, cb.non_negative),
-    "contrast": cb.Field(cb.FLOAT, cb.non_negative),
-    "saturation": cb.Field(cb.FLOAT, cb.non_negative),
-    "hue": cb.Field(cb.FLOAT, cb.in_range(0, 0.5)),
-    "grayscale_p": cb.Field(cb.FLOAT, cb.in_range(0, 1), "a probability"),
-    "blur_kernel": cb.Field(cb.INT, cb.Check(lambda k: k >= 1 and k % 2 == 1, "odd and >= 1")),
+    "brightness": cb.Field(cb.FLOAT, cb.non_negative, "ColorJitter", default=0.4),
+    "contrast": cb.Field(cb.FLOAT, cb.non_negative, "ColorJitter", default=0.4),
+    "saturation": cb.Field(cb.FLOAT, cb.non_negative, "ColorJitter", default=0.4),
+    "hue": cb.Field(cb.FLOAT, cb.in_range(0, 0.5), "ColorJitter", default=0.1),
+    "grayscale_p": cb.Field(cb.FLOAT, cb.in_range(0, 1), "a probability", default=0.2),
+    "blur_kernel": cb.Field(cb.INT, cb.Check(lambda k: k >= 1 and k % 2 == 1, "odd and >= 1"),
+                            "GaussianBlur kernel size", default=5),
     "blur_sigma": cb.Field(cb.FLOAT_PAIR,
-                           cb.Check(lambda s: 0 < s[0] <= s[1], "with 0 < lo <= hi")),
+                           cb.Check(lambda s: 0 < s[0] <= s[1], "with 0 < lo <= hi"),
+                           "GaussianBlur sigma range", default=(0.1, 2.0)),
 })
 CLIP_AUGMENT_SPEC = cb.Spec({
-    "crop_padding": cb.Field(cb.INT, cb.non_negative, "pixels"),
-    "flip": cb.Field(cb.BOOL),
-    "max_rotation_deg": cb.Field(cb.FLOAT, cb.non_negative),
+    "crop_padding": cb.Field(cb.INT, cb.non_negative, "pixels", default=4),
+    "flip": cb.Field(cb.BOOL, doc="random horizontal flip", default=True),
+    "max_rotation_deg": cb.Field(cb.FLOAT, cb.non_negative, default=5.0),
 })
 SPEC = POSITIVE_VIEWS_SPEC | CLIP_AUGMENT_SPEC
 

@@ -1,15 +1,19 @@
-"""One way to declare and read a config block, and `validate(config)` for a whole config.
+"""How a config block is declared and read; `validate(config, specs)` for a whole config.
 
-A block's `Spec` maps each key to a `Field(kind, check, doc)` and may add `Rule`s tying keys
-together. The module that reads a block declares its spec next to its code (`models.SPEC`,
-`augment.SPEC`, `datasets.synthetic.generator.SETTINGS`) and reads it with `read_block`; the
-blocks read by the training loop (`data`, `loss`, `optim`, `train`) are declared in
-`cmnet_jax.training_blocks`.
-`validate(config)` checks every block plus the rules that span blocks, and reports every problem
-found at once, before anything is written.
+A block's `Spec` maps each key to a `Field(kind, check, doc, default=...)`, the one declaration
+of that key (its default, type, check and one line of documentation), and may add `Rule`s tying
+keys together. The module that reads a block declares its spec next to its code (`models.SPEC`,
+`augment.SPEC`, `datasets.synthetic.generator.SETTINGS`, `align.runner.SPEC`; a loss term's
+`losses.Option`s) and reads it with `read_block`; `configs/common.py` builds the default config
+from the specs (`Spec.defaults`). `validate(config, specs)` checks every block it is handed plus
+the rules that span blocks, and reports every problem found at once, before anything is
+written. This module imports nothing of the library: `cmnet_jax.config_schema` gathers the
+blocks of a run's config and hands them over.
 
->>> spec = Spec({'batch_size': Field(INT, at_least(1), 'clips per step'),
-...              'mode': Field(STR, one_of('a', 'b'))})
+>>> spec = Spec({'batch_size': Field(INT, at_least(1), 'clips per step', default=16),
+...              'mode': Field(STR, one_of('a', 'b'), default='a')})
+>>> spec.defaults()
+{'batch_size': 16, 'mode': 'a'}
 >>> read_block({'batch_size': 8, 'mode': 'a'}, spec, 'train')
 {'batch_size': 8, 'mode': 'a'}
 >>> try:
@@ -24,9 +28,7 @@ Keys a spec does not name are left alone (a user's registered loss term may add 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import numbers
-import os
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Sequence
 
 
@@ -92,9 +94,13 @@ FLOAT_PAIR = Kind("a pair of numbers (lo, hi)", _tuple(_float, 2))
 
 
 class Check(NamedTuple):
-  """`test(value) -> bool` and what it expects, e.g. `'>= 1'` (read after the kind's name)."""
+  """`test(value) -> bool` and what it expects, e.g. `'>= 1'` (read after the kind's name);
+  `expected` may be a function returning the text, for a check against a registry that grows."""
   test: Callable[[Any], bool]
-  expected: str
+  expected: Any
+
+  def text(self) -> str:
+    return self.expected() if callable(self.expected) else self.expected
 
 
 def at_least(lo: float) -> Check:
@@ -118,18 +124,28 @@ def one_of(*options: Any) -> Check:
 def each(check: Check) -> Check:
   """For tuples: non-empty and every entry passes `check`."""
   return Check(lambda v: len(v) > 0 and all(check.test(x) for x in v),
-               f"(non-empty), each {check.expected}")
+               lambda: f"(non-empty), each {check.text()}")
+
+
+class _Required:
+  def __repr__(self) -> str:
+    return "REQUIRED"
+
+
+REQUIRED = _Required()  # a Field without a default: the config must set it
 
 
 @dataclasses.dataclass(frozen=True)
 class Field:
-  """One key of a block: its kind, an optional check, and what it means (for messages)."""
+  """One key of a block: its kind, an optional check, what it means (for messages and docs)
+  and its default (what `configs/common.py` sets)."""
   kind: Kind
   check: Optional[Check] = None
   doc: str = ""
+  default: Any = REQUIRED
 
   def expected(self) -> str:
-    text = self.kind.name + (f" {self.check.expected}" if self.check else "")
+    text = self.kind.name + (f" {self.check.text()}" if self.check else "")
     return text + (f" ({self.doc})" if self.doc else "")
 
 
@@ -151,6 +167,18 @@ class Spec:
 
   def __or__(self, other: "Spec") -> "Spec":
     return Spec({**self.fields, **other.fields}, tuple(self.rules) + tuple(other.rules))
+
+  def only(self, *keys: str) -> "Spec":
+    """The spec of some keys, with the rules among them (to read part of a block)."""
+    return Spec({k: self.fields[k] for k in keys},
+                tuple(r for r in self.rules if set(r.keys) <= set(keys)))
+
+  def defaults(self) -> dict[str, Any]:
+    """`{key: default}` of every field, in declaration order; ValueError if one has none."""
+    missing = [k for k, f in self.fields.items() if f.default is REQUIRED]
+    if missing:
+      raise ValueError(f"no default declared for {missing}")
+    return {k: f.default for k, f in self.fields.items()}
 
 
 def _passes(test: Callable[..., bool], *values: Any) -> bool:
@@ -208,78 +236,27 @@ def read_block(block: Any, spec: Spec, block_name: str) -> dict[str, Any]:
   return values
 
 
-def block_specs() -> dict[str, Spec]:
-  """The spec of every block of a full config, each from the module that reads it."""
-  # pylint: disable=g-import-not-at-top
-  from cmnet_jax import augment
-  from cmnet_jax import models
-  from cmnet_jax.datasets.synthetic import generator
-  from cmnet_jax import training_blocks as tb
-  from cmnet_jax.align import runner as align_runner
-  return {"model": models.SPEC, "data": tb.data_spec(), "synthetic": generator.SETTINGS,
-          "augment": augment.SPEC, "loss": tb.loss_spec(), "optim": tb.OPTIM, "train": tb.TRAIN,
-          "align": align_runner.SPEC}
-
-
-def _synthetic_train_clips(subjects: int, clips_per_class: int) -> int:
-  from cmnet_jax.datasets.synthetic import expressions  # pylint: disable=g-import-not-at-top
-  return (subjects - 1) * clips_per_class * len(expressions.CLASS_NAMES)
-
-
-CROSS_RULES = (
-    Rule(("data.name", "synthetic.num_subjects"), lambda n, s: n != "synthetic" or s >= 2,
-         "at least 2 synthetic subjects (leave-one-subject-out)"),
-    Rule(("data.name", "train.batch_size", "synthetic.num_subjects", "synthetic.clips_per_class"),
-         lambda n, b, s, c: n != "synthetic" or s < 2 or b <= _synthetic_train_clips(s, c),
-         "train.batch_size <= the clips of a fold's training set ((num_subjects - 1) x "
-         "clips_per_class x classes)"),
-    Rule(("model.pretrained_npz",), lambda p: not p or os.path.isfile(os.path.expanduser(p)),
-         "'' (random init) or an existing .npz file; make one with "
-         "`python -m cmnet_jax.tools.convert_resnet18`"),
-)
-
-
-def _pretrained_problems(flat: Mapping[str, Any]) -> list[str]:
-  """The pretrained file's contents checked before any work (one line), when it will be read."""
-  path, widths = flat.get("model.pretrained_npz"), flat.get("model.widths")
-  if not path or flat.get("model.encoder") != "resnet18" or widths is None:
-    return []
-  path = os.path.expanduser(path)
-  if not os.path.isfile(path):
-    return []  # named by the rule above
-  st = os.stat(path)
-  problem = _pretrained_problem(path, st.st_size, st.st_mtime_ns, tuple(widths))
-  return [f"model.pretrained_npz = {flat['model.pretrained_npz']!r}: {problem}; make the file "
-          "with `python -m cmnet_jax.tools.convert_resnet18`"] if problem else []
-
-
-@functools.lru_cache(maxsize=8)
-def _pretrained_problem(path: str, size: int, mtime_ns: int, widths: tuple) -> str:
-  del size, mtime_ns  # the cache key: the file as it is now
-  from cmnet_jax.models import pretrained  # pylint: disable=g-import-not-at-top
-  return pretrained.check_npz(path, widths)
-
-
-def _local_device_count() -> int:
-  import jax  # pylint: disable=g-import-not-at-top
-  return jax.local_device_count()
-
-
-def validate(config: Any, *, specs: Optional[Mapping[str, Spec]] = None,
-             device_count: Optional[int] = None) -> dict[str, dict[str, Any]]:
-  """Checks every block of a full config and the rules between blocks; returns typed values.
+def validate(config: Any, specs: Mapping[str, Spec], *, rules: Iterable[Rule] = (),
+             checks: Iterable[Callable[[Mapping[str, Any]], list[str]]] = ()
+             ) -> dict[str, dict[str, Any]]:
+  """Checks every block named in `specs`, then `rules` and `checks` across blocks.
 
   Args:
-    config: a full config (`configs/*.py get_config()`), ConfigDict or nested dict.
-    specs: replaces or adds block specs (e.g. `{'loss': training_blocks.loss_spec(extra)}`).
-    device_count: local devices for the `train.num_devices` check; default: ask JAX (skipped
-      for multi-process runs, where JAX must not start before `jax.distributed.initialize`).
+    config: a full config (ConfigDict or nested dict).
+    specs: block name -> its `Spec` (`cmnet_jax.config_schema.block_specs()` for a run's config).
+    rules: `Rule`s on dotted keys ('train.batch_size'), applied to the values that passed.
+    checks: `check(flat values) -> [problem, ...]` for what a `Rule` cannot say in one line;
+      `flat` maps each dotted key that passed its field to its typed value.
+
+  Returns:
+    `{block: {key: typed value}}`.
 
   Raises:
-    ConfigError listing every problem found (one line each).
+    ConfigError listing every problem found (one line each; also a KeyError if a key or block
+    is missing).
   """
   problems, values, missing = [], {}, False
-  for name, spec in {**block_specs(), **(specs or {})}.items():
+  for name, spec in specs.items():
     try:
       block = config[name]
     except (KeyError, AttributeError, TypeError):
@@ -291,15 +268,9 @@ def validate(config: Any, *, specs: Optional[Mapping[str, Spec]] = None,
     problems += block_problems
     missing |= block_missing
   flat = {f"{b}.{k}": v for b, kv in values.items() for k, v in kv.items()}
-  problems += _apply_rules(CROSS_RULES, flat, "")
-  problems += _pretrained_problems(flat)
-  requested = flat.get("train.num_devices", 0)
-  multi_process = flat.get("train.distributed") or os.environ.get("CMNET_DISTRIBUTED") == "1"
-  if requested and not multi_process:
-    available = device_count if device_count is not None else _local_device_count()
-    if requested > available:
-      problems.append(f"train.num_devices = {requested}: expected at most the {available} local "
-                      "devices (0 = all)")
+  problems += _apply_rules(rules, flat, "")
+  for check in checks:
+    problems += check(flat)
   if problems:
     raise (ConfigKeyError if missing else ConfigError)(problems)
   return values

@@ -7,8 +7,8 @@ import pytest
 from cmnet_jax import augment
 from cmnet_jax import config_blocks as cb
 from cmnet_jax import losses
+from cmnet_jax import config_schema
 from cmnet_jax import models
-from cmnet_jax import training_blocks as tb
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.py")
@@ -31,14 +31,14 @@ def _with(**changes):
 
 def _problems(config, **kw):
   with pytest.raises(cb.ConfigError) as info:
-    cb.validate(config, **kw)
+    config_schema.validate(config, **kw)
   return info.value.problems
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 @pytest.mark.parametrize("arg", ["", "quick"])
 def test_every_shipped_config_is_valid(name, arg):
-  values = cb.validate(_config(name, arg), device_count=8)
+  values = config_schema.validate(_config(name, arg), device_count=8)
   assert set(values) >= {"model", "data", "synthetic", "augment", "loss", "optim", "train"}
 
 
@@ -74,8 +74,8 @@ def test_num_devices_beyond_local_devices():
   (problem,) = _problems(_with(**{"train.num_devices": 99}))
   assert problem.startswith("train.num_devices = 99")
   assert f"at most the {jax.local_device_count()} local devices" in problem
-  cb.validate(_with(**{"train.num_devices": jax.local_device_count()}))
-  cb.validate(_with(**{"train.num_devices": 99, "train.distributed": True}))  # JAX not started
+  config_schema.validate(_with(**{"train.num_devices": jax.local_device_count()}))
+  config_schema.validate(_with(**{"train.num_devices": 99, "train.distributed": True}))  # JAX not started
 
 
 def test_every_problem_is_reported_at_once():
@@ -94,7 +94,7 @@ def test_wrong_type_and_cross_block_rules():
   # tiny: 3 subjects x 1 clip x 5 classes -> a fold trains on 10 clips.
   (problem,) = _problems(_with(**{"train.batch_size": 11}), device_count=8)
   assert "train.batch_size = 11" in problem and "synthetic.num_subjects = 3" in problem
-  cb.validate(_with(**{"train.batch_size": 10}), device_count=8)
+  config_schema.validate(_with(**{"train.batch_size": 10}), device_count=8)
   (problem,) = _problems(_with(**{"synthetic.num_subjects": 1, "train.batch_size": 1}),
                          device_count=8)
   assert "at least 2 synthetic subjects" in problem
@@ -112,14 +112,14 @@ def test_pretrained_file_and_class_scheme_are_checked(tmp_path):
   (problem,) = _problems(config, device_count=8)
   assert "model.pretrained_npz" in problem and "the file is empty (0 bytes)" in problem
   config.model.pretrained_npz = ""
-  cb.validate(config, device_count=8)
+  config_schema.validate(config, device_count=8)
 
 
 def test_missing_key_and_block_are_key_errors():
   config = _config().to_dict()
   del config["train"]["seed"], config["optim"]
   with pytest.raises(KeyError) as info:
-    cb.validate(config, device_count=8)
+    config_schema.validate(config, device_count=8)
   assert isinstance(info.value, cb.ConfigError)
   assert str(info.value).splitlines() == [
       "the config has no 'optim' block (see configs/common.py)",
@@ -136,22 +136,42 @@ def test_read_block_returns_typed_values():
                            dict(_config().augment, blur_sigma=(2.0, 1.0)))
 
 
+def _peak(step, options):
+  """A user's term, declared only here: its option carries its own check."""
+  s = step.output.intensities
+  return jax.numpy.maximum(0.0, options["custom_margin"] - s.max(-1) + s.mean(-1))
+
+
 def test_loss_block_follows_the_loss_term_registry():
-  """A registered term's coefficient and options are checked; keys no spec names pass."""
+  """A registered term's coefficient and options are checked as declared; keys no spec names
+  pass; the config built after registering has the term's keys with their defaults."""
+  from configs import common
   config = _config().to_dict()
-  config["loss"].update(lambda_custom=-1.0, custom_scale="big", custom_free=0.0)
-  cb.validate(config, device_count=8)  # not registered: not checked
-  losses.register_term(losses.Term("custom", None, options={
-      "custom_scale": losses.Option(1.0, "a scale")}))
+  config["loss"].update(lambda_custom=-1.0, custom_scale="big", custom_margin=0.0,
+                        custom_free=0.0)
+  config_schema.validate(config, device_count=8)  # not registered: not checked
+  losses.register_term(losses.Term("custom", _peak, options={
+      "custom_scale": losses.Option(1.0, "a scale"),
+      "custom_margin": losses.Option(0.1, "margin", check=cb.positive)}))
   try:
     problems = _problems(config, device_count=8)
-    extra = {"loss": tb.loss_spec({"custom_free": cb.Field(cb.FLOAT, cb.positive)})}
+    extra = {"loss": config_schema.loss_spec({"custom_free": cb.Field(cb.FLOAT, cb.positive)})}
     more = _problems(config, specs=extra, device_count=8)
+    built = common.loss_config()
   finally:
     losses.unregister_term("custom")
   assert problems == ("loss.lambda_custom = -1.0: expected a number >= 0 (coefficient of a loss "
-                      "term)", "loss.custom_scale = 'big': expected a number")
-  assert more[2:] == ("loss.custom_free = 0.0: expected a number > 0",)
+                      "term)", "loss.custom_scale = 'big': expected a number (a scale)",
+                      "loss.custom_margin = 0.0: expected a number > 0 (margin)")
+  assert more[3:] == ("loss.custom_free = 0.0: expected a number > 0",)
+  assert (built.lambda_custom, built.custom_scale, built.custom_margin) == (0.0, 1.0, 0.1)
+  assert "custom_margin" not in common.loss_config()
+
+
+def test_option_without_a_config_kind_is_refused():
+  with pytest.raises(TypeError, match="Option\\(kind=...\\)"):
+    losses.Option([1, 2], "a list").field()
+  assert losses.Option((1, 2), "a pair", kind=cb.INTS).field().default == (1, 2)
 
 
 def test_align_block_and_aligned_root_are_validated():
@@ -161,6 +181,6 @@ def test_align_block_and_aligned_root_are_validated():
     c.align.size = 2
     c.align.fallback = "blur"
   with pytest.raises(cb.ConfigError) as e:
-    cb.validate(c, device_count=8)
+    config_schema.validate(c, device_count=8)
   assert "align.size = 2" in str(e.value) and "align.fallback = 'blur'" in str(e.value)
-  assert "aligned_root" in cb.block_specs()["data"].fields
+  assert "aligned_root" in config_schema.block_specs()["data"].fields

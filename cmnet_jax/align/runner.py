@@ -50,14 +50,21 @@ class Summary:
   seconds: float = 0.0
 
 
+# The `align` block, declared once (configs/common.py align_config builds it from these defaults).
 SPEC = config_blocks.Spec({
-    "size": Field(INT, at_least(8), "aligned crops are size x size pixels"),
-    "margin": Field(FLOAT, in_range(0, 2), "fraction of the face box added on each side"),
-    "fallback": Field(STR, one_of("centre", "whole"), "when no face is found"),
-    "redetect": Field(BOOL),
-    "detect_width": Field(INT, non_negative, "0 = detect at full size"),
-    "jpeg_quality": Field(INT, in_range(1, 100)),
-    "workers": Field(INT, non_negative, "0 = min(8, CPUs)"),
+    "size": Field(INT, at_least(8), "aligned crops are size x size pixels", default=224),
+    "margin": Field(FLOAT, in_range(0, 2), "fraction of the face box added on each side",
+                    default=0.1),
+    "fallback": Field(STR, one_of("centre", "whole"), "when no face is found: 'centre' square "
+                      "crop | 'whole' frame resized", default="centre"),
+    "redetect": Field(BOOL, doc="True = landmarks on every frame (onset's transform if none)",
+                      default=False),
+    "detect_width": Field(INT, non_negative, "detect on a copy this wide; 0 = full size",
+                          default=640),
+    "jpeg_quality": Field(INT, in_range(1, 100), "for jpg frames; bmp/png are written lossless",
+                          default=95),
+    "workers": Field(INT, non_negative, "threads decoding/warping/writing frames; 0 = min(8, "
+                     "CPUs)", default=0),
 })
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from cmnet_jax.config_blocks import at_least, in_range, non_negative, one_of, positive
 from cmnet_jax.losses.classification import softmax_cross_entropy
+from cmnet_jax.losses.distillation import STRATEGIES
 from cmnet_jax.losses.distillation import frame_differences
 from cmnet_jax.losses.distillation import intensity_distillation_loss
 from cmnet_jax.losses.distillation import sample_negatives
@@ -18,6 +20,8 @@ from cmnet_jax.losses.terms import Option
 from cmnet_jax.losses.terms import Term
 from cmnet_jax.losses.terms import register_preset
 from cmnet_jax.losses.terms import register_term
+from cmnet_jax.losses.wilcoxon import PENALTIES
+from cmnet_jax.losses.wilcoxon import SEGMENTS
 from cmnet_jax.losses.wilcoxon import wilcoxon_loss
 
 
@@ -61,10 +65,13 @@ ID = register_term(Term(
     "id", _intensity_distillation, coefficient=0.1, coefficient_key="lambda_id",
     doc="Intensity Distillation (InfoNCE on ICE embeddings)",
     options={
-        "id_strategy": Option("difference", "negatives: 'all' | 'uniform' | 'difference'"),
-        "id_num_negatives": Option(4, "K negatives per anchor ('uniform', 'difference')"),
-        "id_temperature": Option(0.1, "InfoNCE temperature tau"),
-        "id_sampling_temperature": Option(1.0, "softmax temperature of 'difference' sampling"),
+        "id_strategy": Option("difference", "negatives: 'all' | 'uniform' | 'difference'",
+                              check=one_of(*STRATEGIES)),
+        "id_num_negatives": Option(4, "K negatives per anchor ('uniform', 'difference')",
+                                   check=at_least(1)),
+        "id_temperature": Option(0.1, "InfoNCE temperature tau", check=positive),
+        "id_sampling_temperature": Option(1.0, "softmax temperature of 'difference' sampling",
+                                          check=positive),
         "id_normalize_differences": Option(
             True, "'difference': divide frame differences by the clip's mean difference first "
             "(scale-free; False = the raw mean absolute pixel difference)"),
@@ -74,13 +81,19 @@ WILCOXON = register_term(Term(
     "wilcoxon", _wilcoxon, coefficient=0.5, coefficient_key="lambda_w",
     doc="Wilcoxon rank-sum calibration of s_t against the intensity prototype",
     options={
-        "w_margin": Option(0.05, "m: clips whose test p-value is below m are penalised"),
+        "w_margin": Option(0.05, "m: clips whose test p-value is below m are penalised",
+                           check=in_range(0, 1)),
         "w_penalty": Option("z_hinge", "'z_hinge' max(0, |z| - z_crit(m)) (gradient wherever "
-                            "the test rejects) | 'p_hinge' max(0, m - p) (the paper's form)"),
-        "w_temperature": Option(0.1, "smooth-rank temperature (inputs standardised)"),
-        "w_segments": Option("whole", "'whole' | 'split' (rising and falling segments apart)"),
-        "w_draws_per_frame": Option(1, "prototype draws per frame position (R); T * R per clip"),
-        "w_chunk_size": Option(0, "0 = pairwise O(T^2) form; e.g. 128 for long clips"),
+                            "the test rejects) | 'p_hinge' max(0, m - p) (the paper's form)",
+                            check=one_of(*PENALTIES)),
+        "w_temperature": Option(0.1, "smooth-rank temperature (inputs standardised); 0 = exact "
+                                "ranks", check=non_negative),
+        "w_segments": Option("whole", "'whole' | 'split' (rising and falling segments apart)",
+                             check=one_of(*SEGMENTS)),
+        "w_draws_per_frame": Option(1, "prototype draws per frame position (R); T * R per clip",
+                                    check=at_least(1)),
+        "w_chunk_size": Option(0, "0 = pairwise O(T^2) form; e.g. 128 for long clips",
+                               check=non_negative),
     },
     diagnostic=True))  # cheap; its 'active' share is a diagnostic of every run
 
@@ -88,12 +101,14 @@ ORDER = register_term(Term(
     "order", _order, coefficient=1.0,
     doc="order calibration: 1 - soft Spearman(s_t, prototype mean) over the frames of a clip",
     options={"order_temperature": Option(0.1, "smooth-rank temperature, in standard "
-                                         "deviations of the clip's intensities")}))
+                                         "deviations of the clip's intensities",
+                                         check=positive)}))
 
 CE = register_term(Term(
     "ce", _cross_entropy, coefficient=1.0, coefficient_key="lambda_ce",
     doc="softmax cross-entropy of the expression classes",
-    options={"label_smoothing": Option(0.0, "label smoothing of the cross-entropy targets")}))
+    options={"label_smoothing": Option(0.0, "label smoothing of the cross-entropy targets",
+                                       check=in_range(0, 1))}))
 
 # The objective as the paper states it: ID with raw pixel-difference sampling, the p-value hinge,
 # no order term (docs/method.md says what this form does and does not constrain).

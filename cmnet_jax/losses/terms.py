@@ -3,7 +3,8 @@
 A `Term` names a loss, the `loss` config keys it reads (its coefficient and its options, with
 defaults and documentation) and a function that takes what the training step offers
 (`StepInputs`) and returns the per-clip loss `[batch]` (optionally with metrics to log). The
-config block (`configs/common.py loss_config`), the objective (`make_objective`) and the training
+config block (`configs/common.py loss_config`), its checks (`cmnet_jax.config_schema.loss_spec`),
+the objective (`make_objective`) and the training
 step (`cmnet_jax.train_step.make_loss_fn`) all derive from `TERMS`, so adding a term is one
 `register_term` call, and nothing in the library changes:
 
@@ -12,10 +13,13 @@ step (`cmnet_jax.train_step.make_loss_fn`) all derive from `TERMS`, so adding a 
 ...   return jnp.abs(step.output.intensities.mean(-1) - options['target_intensity'])
 >>> term = register_term(Term(
 ...     'mean_intensity', mean_intensity, coefficient=0.0,
-...     options={'target_intensity': Option(0.5, 'mean s_t the term pulls towards')},
+...     options={'target_intensity': Option(0.5, 'mean s_t the term pulls towards',
+...                                         check=config_blocks.in_range(0, 1))},
 ...     doc='example term'))
 >>> term.coefficient_key, 'mean_intensity' in TERMS
 ('lambda_mean_intensity', True)
+>>> term.options['target_intensity'].field().expected()
+'a number in [0, 1] (mean s_t the term pulls towards)'
 >>> unregister_term('mean_intensity')
 
 Registered terms appear in `loss_config()` as `loss.<coefficient_key>` plus their options; a term
@@ -32,11 +36,29 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from cmnet_jax import config_blocks
+
+_KINDS = ((bool, config_blocks.BOOL), (int, config_blocks.INT), (float, config_blocks.FLOAT),
+          (str, config_blocks.STR))
+
 
 class Option(NamedTuple):
-  """A `loss` config key a term reads: default value and one line of documentation."""
+  """A `loss` config key a term reads, declared once: default value, one line of documentation,
+  and optionally a `config_blocks.Check` on the value (e.g. `config_blocks.positive`) and its
+  `config_blocks.Kind` (default: the kind of `default`). `config_schema.validate` checks every
+  registered option with them before a run starts."""
   default: Any
   doc: str
+  check: Optional[config_blocks.Check] = None
+  kind: Optional[config_blocks.Kind] = None
+
+  def field(self) -> config_blocks.Field:
+    """The option as a config field (kind, check, doc, default)."""
+    kind = self.kind or next((k for t, k in _KINDS if type(self.default) is t), None)
+    if kind is None:
+      raise TypeError(f"loss option default {self.default!r}: give Option(kind=...), its type "
+                      "has no config kind of its own")
+    return config_blocks.Field(kind, self.check, self.doc, default=self.default)
 
 
 class StepInputs(NamedTuple):
@@ -107,17 +129,21 @@ class Term:
 
 
 # Options every calibration term may use (through StepInputs.prototype), not owned by one term.
-SHARED_OPTIONS = {
-    "preset": Option("", "'' = the values below | a named preset (PRESETS, e.g. 'paper') that "
-                     "sets some of them"),
-    "prototype_epsilon": Option(0.1, "prototype mean at onset and offset (1 at the apex)"),
-    "prototype_sigma_floor": Option(0.01, "smallest prototype standard deviation"),
-}
-
 TERMS: dict[str, Term] = {}
 
 # Named presets: loss config key -> value. `resolve_preset` applies one.
 PRESETS: dict[str, dict[str, Any]] = {}
+
+SHARED_OPTIONS = {
+    "preset": Option("", "'' = the values below | a named preset (PRESETS, e.g. 'paper') that "
+                     "sets some of them",
+                     check=config_blocks.Check(lambda v: v == "" or v in PRESETS,
+                                               lambda: f"in {('', *sorted(PRESETS))}")),
+    "prototype_epsilon": Option(0.1, "prototype mean at onset and offset (1 at the apex)",
+                                check=config_blocks.in_range(0, 1, hi_open=True)),
+    "prototype_sigma_floor": Option(0.01, "smallest prototype standard deviation",
+                                    check=config_blocks.non_negative),
+}
 
 
 def register_preset(name: str, values: Mapping[str, Any]) -> None:

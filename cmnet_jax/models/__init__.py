@@ -4,9 +4,7 @@ Linen rather than NNX: its parameters are a plain pytree, so per-fold stacking (
 Orbax checkpoints need nothing special.
 
 >>> import jax, jax.numpy as jnp
->>> from configs.common import model_config
->>> cfg = model_config('small')
->>> cfg.widths, cfg.feature_dim, cfg.embedding_dim, cfg.lstm_hidden = (8,), 8, 4, 4
+>>> cfg = dict(SPEC.defaults(), widths=(8,), feature_dim=8, embedding_dim=4, lstm_hidden=4)
 >>> model = build(cfg, num_classes=3)
 >>> clips = jnp.zeros((2, 5, 16, 16, 3), jnp.uint8)
 >>> rngs = {'params': jax.random.key(0), 'dropout': jax.random.key(1)}
@@ -38,28 +36,45 @@ __all__ = ["CMNet", "CMNetOutput", "ResNet18", "SmallCNN", "build", "im2col_conv
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 PRETRAINED_INTO = ("ice", "ffe", "both")
 
-# Every key of the `model` block (configs/common.py model_config), read by `build`.
+# Every key of the `model` block, declared once (configs/common.py model_config builds the block
+# from these defaults, the small CPU scale; its 'paper' scale overrides some), read by `build`,
+# `load_pretrained` and the training step (input_mode, intensity_source).
 SPEC = cb.Spec({
-    "encoder": cb.Field(cb.STR, cb.one_of(*sorted(ENCODERS))),
-    "widths": cb.Field(cb.INTS, cb.each(cb.positive), "channels per encoder stage"),
-    "feature_dim": cb.Field(cb.INT, cb.positive),
-    "embedding_dim": cb.Field(cb.INT, cb.positive),
-    "lstm_hidden": cb.Field(cb.INT, cb.positive),
-    "norm_groups": cb.Field(cb.INT, cb.positive, "GroupNorm groups"),
-    "dropout": cb.Field(cb.FLOAT, cb.in_range(0, 1, hi_open=True), "a rate"),
-    "input_mode": cb.Field(cb.STR, cb.one_of(*INPUT_MODES)),
-    "dtype": cb.Field(cb.STR, cb.one_of(*DTYPES)),
-    "conv_impl": cb.Field(cb.STR, cb.one_of(*CONV_IMPLS)),
-    "pool_grid": cb.Field(cb.INT, cb.at_least(1)),
-    "pretrained_npz": cb.Field(cb.STR, doc="'' = random init"),
-    "pretrained_into": cb.Field(cb.STR, cb.one_of(*PRETRAINED_INTO)),
+    "encoder": cb.Field(cb.STR, cb.one_of(*sorted(ENCODERS)), "ICE and FFE encoder",
+                        default="small_cnn"),
+    "widths": cb.Field(cb.INTS, cb.each(cb.positive), "channels per encoder stage",
+                       default=(16, 32, 64)),
+    "feature_dim": cb.Field(cb.INT, cb.positive, "FFE output size f_t (= extend output size)",
+                            default=64),
+    "embedding_dim": cb.Field(cb.INT, cb.positive, "ICE projection used by the ID loss",
+                              default=64),
+    # The key keeps its recorded name (config.json of every existing workdir, checkpoints'
+    # parameter scope 'lstm'); the temporal model is the LSTM of `cmnet.CMNet`.
+    "lstm_hidden": cb.Field(cb.INT, cb.positive, "state size of the temporal model (LSTM)",
+                            default=64),
+    "norm_groups": cb.Field(cb.INT, cb.positive, "GroupNorm groups (no cross-fold statistics)",
+                            default=8),
+    "dropout": cb.Field(cb.FLOAT, cb.in_range(0, 1, hi_open=True), "a rate, before the "
+                        "classifier", default=0.2),
+    "input_mode": cb.Field(cb.STR, cb.one_of(*INPUT_MODES), "see cmnet.prepare_inputs",
+                           default="onset_difference"),
+    "dtype": cb.Field(cb.STR, cb.one_of(*DTYPES), "compute dtype", default="float32"),
+    "conv_impl": cb.Field(cb.STR, cb.one_of(*CONV_IMPLS),
+                          "'auto' = im2col on CPU, XLA's convolution on GPU/TPU; 'onednn' = CPU, "
+                          "opt-in (requirements-cpu.txt + a C++ compiler)", default="auto"),
+    "pool_grid": cb.Field(cb.INT, cb.at_least(1), "encoder head pools to a grid x grid map "
+                          "(keeps which face region moved; 1 = global average pool)", default=4),
+    "pretrained_npz": cb.Field(cb.STR, doc="torchvision-named ResNet-18 .npz; '' = random init",
+                               default=""),
+    "pretrained_into": cb.Field(cb.STR, cb.one_of(*PRETRAINED_INTO), default="both"),
     "intensity_source": cb.Field(cb.STR, cb.one_of(*INTENSITY_SOURCES),
+                                 "s_t in the fusion: 'learned' (squeeze); "
                                  "'oracle' = the synthetic generator's true intensity; "
                                  "'tent' = a fixed positional tent (the position prior); "
-                                 "'constant' = 1 for every frame (no gate)"),
+                                 "'constant' = 1 for every frame (no gate)", default="learned"),
     "gate_norm": cb.Field(cb.STR, cb.one_of(*GATE_NORMS),
                           "'minmax' = the learned s rescaled to [0, 1] per clip in the fusion "
-                          "(onset frame left out)"),
+                          "(onset frame left out; the losses still see s)", default="none"),
 }, rules=(
     cb.Rule(("widths", "norm_groups"), lambda ws, g: all(w % g == 0 for w in ws),
             "every width divisible by model.norm_groups"),

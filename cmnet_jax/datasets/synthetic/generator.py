@@ -25,23 +25,32 @@ CODING_FILE = "CASME2-coding-20190701.xlsx"
 INTENSITY_FILE = "true_intensity.csv"
 _IDENTITY, _CLASSES, _NUISANCE, _EXPRESSION, _NAMES, _SLASH, _WINDOW = range(7)
 
-# Every key of the `synthetic` config block (configs/common.py synthetic_config).
+# Every key of the `synthetic` config block, declared once (configs/common.py synthetic_config
+# builds the block from these defaults).
 SETTINGS = cb.Spec({
-    "seed": cb.Field(cb.INT, cb.non_negative),
-    "num_subjects": cb.Field(cb.INT, cb.in_range(1, 99)),
-    "clips_per_class": cb.Field(cb.INT, cb.at_least(1)),
-    "image_size": cb.Field(cb.INT, cb.at_least(8), "pixels"),
-    "min_frames": cb.Field(cb.INT, cb.at_least(3)),
-    "max_frames": cb.Field(cb.INT, cb.at_least(3)),
-    "amplitude_px": cb.Field(cb.FLOAT, cb.non_negative, "pixels"),
-    "head_jitter_px": cb.Field(cb.FLOAT, cb.non_negative, "pixels"),
-    "illumination_drift": cb.Field(cb.FLOAT, cb.in_range(0, 1, hi_open=True)),
-    "noise_sigma": cb.Field(cb.FLOAT, cb.non_negative, "fraction of full scale"),
-    "blink_probability": cb.Field(cb.FLOAT, cb.in_range(0, 1)),
-    "jpeg_quality": cb.Field(cb.INT, cb.in_range(1, 100)),
+    "seed": cb.Field(cb.INT, cb.non_negative, default=0),
+    "num_subjects": cb.Field(cb.INT, cb.in_range(1, 99), default=8),
+    "clips_per_class": cb.Field(cb.INT, cb.at_least(1), "per subject and class: identity "
+                                "carries no label information", default=4),
+    "image_size": cb.Field(cb.INT, cb.at_least(8), "rendered (and written) size in pixels",
+                           default=64),
+    "min_frames": cb.Field(cb.INT, cb.at_least(3), "clip length onset..offset, drawn per clip",
+                           default=20),
+    "max_frames": cb.Field(cb.INT, cb.at_least(3), default=40),
+    "amplitude_px": cb.Field(cb.FLOAT, cb.non_negative, "displacement at the apex, pixels",
+                             default=1.0),
+    "head_jitter_px": cb.Field(cb.FLOAT, cb.non_negative, "pixels; registered-crop level by "
+                               "default, ~0.3+ for raw video", default=0.1),
+    "illumination_drift": cb.Field(cb.FLOAT, cb.in_range(0, 1, hi_open=True),
+                                   "+- relative brightness drift over a clip", default=0.03),
+    "noise_sigma": cb.Field(cb.FLOAT, cb.non_negative, "sensor noise, fraction of full scale",
+                            default=2.0 / 255.0),
+    "blink_probability": cb.Field(cb.FLOAT, cb.in_range(0, 1), default=0.2),
+    "jpeg_quality": cb.Field(cb.INT, cb.in_range(1, 100), default=95),
     "neutral_margin": cb.Field(cb.FLOAT, cb.in_range(0, 4),
                                "expression lengths of neutral frames around the expression, "
-                               "split at random per clip; 0 = none"),
+                               "split at random per clip (> 0 moves the apex in the clip); "
+                               "0 = none", default=0.0),
 }, rules=(cb.Rule(("max_frames", "min_frames"), lambda hi, lo: hi >= lo,
                   "max_frames >= min_frames"),))
 
