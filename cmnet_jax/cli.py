@@ -116,7 +116,8 @@ def run(mode: str, config: ml_collections.ConfigDict, workdir: Path, *,
     if mode in ("eval", "predict", "spot"):
       config = _recorded_config(workdir, config, config_given)
     try:  # every bad config value at once, before anything is written
-      config_blocks.validate(config)
+      from cmnet_jax import config_schema  # pylint: disable=g-import-not-at-top
+      config_schema.validate(config)
     except config_blocks.ConfigError as e:
       for problem in e.problems:
         print(f"error: {problem}", file=sys.stderr)
