@@ -137,7 +137,7 @@ def test_a_bad_pretrained_file_is_named_in_one_line_before_any_work(tmp_path, ca
   """Issue 23: NaN weights trained for 101 s and then blamed the learning rate; a wrong shape,
   an empty file, a renamed .npy, an object or a complex array failed with a traceback after the
   data were generated and config.json written (or dropped the imaginary part)."""
-  from cmnet_jax import cli, config_blocks  # pylint: disable=g-import-not-at-top
+  from cmnet_jax import cli, config_schema  # pylint: disable=g-import-not-at-top
   from configs import tiny  # pylint: disable=g-import-not-at-top
   npz = tmp_path / "r18.npz"
   _bad_npz(npz, case)
@@ -155,7 +155,7 @@ def test_a_bad_pretrained_file_is_named_in_one_line_before_any_work(tmp_path, ca
            "object array": "Object arrays"}.get(case) or problem.split("'")[1]
   with pytest.raises(ValueError, match=re.escape(named)):
     models.load_resnet18_npz(_params(), npz, into="ice")
-  config_blocks._pretrained_problem.cache_clear()
+  config_schema._pretrained_problem.cache_clear()
 
 
 def _params():

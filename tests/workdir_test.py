@@ -13,7 +13,7 @@ import openpyxl
 import pytest
 
 from cmnet_jax import cli
-from cmnet_jax import config_blocks
+from cmnet_jax import config_schema
 from cmnet_jax import reports
 from cmnet_jax import train
 from cmnet_jax import workdir as workdir_lib
@@ -199,7 +199,7 @@ def test_a_workdir_recorded_before_a_key_existed_resumes_re_prints_and_evaluates
   _drop_recorded_key(wd, "loss.lambda_order")
   loaded = wd.load_config()                 # eval and predict: the recorded config + defaults
   assert loaded.loss.lambda_order == 1.0 and loaded.model.dropout == 0.2
-  config_blocks.validate(loaded)
+  config_schema.validate(loaded)
   # Resume: the final epoch, its group file and the reports removed.
   shutil.rmtree(wd.checkpoint_dir(0, 0) / "2")
   wd.group_file(0, 0).unlink()
