@@ -1,22 +1,177 @@
-"""What `run.py` does in each mode, with errors a user can act on (no tracebacks for bad data).
+"""The command line (`python run.py`, or `cmnet-jax` once installed) and what each mode does,
+with errors a user can act on (no tracebacks for bad data).
+
+    cmnet-jax                                        # LOSO on the built-in synthetic set
+    cmnet-jax --config=casme2 --config.data.root=/data/CASME2    # a shipped config, by name
+    cmnet-jax --config=synthetic:quick --workdir=runs/quick
+    python run.py --config=configs/casme2.py:quick   # the same configs by path, in the checkout
+    cmnet-jax --plugins=mypkg.mylosses --config=tiny --config.loss.lambda_peak=0.1
+    cmnet-jax --mode=eval --workdir=runs/synthetic         # re-evaluate from checkpoints
+    cmnet-jax --mode=predict --workdir=runs/synthetic --frames=/path/to/clip_folder
+    cmnet-jax --mode=spot --workdir=runs/synthetic --frames=/path/to/clip_folder
+    cmnet-jax --mode=align --config=samm --config.data.root=/data/SAMM  # face crops
 
 `--mode=eval`, `--mode=predict` and `--mode=spot` use the config recorded in the workdir (the one
 it was trained with), whatever `--config` says; a `--config` given with them that differs is
-named and ignored.
+named and ignored. `--plugins` modules are imported before the config is read (`plugins`), and
+recorded in the workdir's config.json, from where eval, predict, spot and a resume import them.
 """
 from __future__ import annotations
 
 import errno
+import json
+import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import ml_collections
 
+from cmnet_jax import config_args
 from cmnet_jax import config_blocks
 from cmnet_jax import errors
+from cmnet_jax import host_devices
+from cmnet_jax import plugins as plugins_lib
 from cmnet_jax.datasets import DatasetError
 from cmnet_jax.datasets import sources
+
+DEFAULT_CONFIG = "synthetic"
+MODES = ["train", "eval", "predict", "spot", "align"]
+_RECORDED_MODES = ("eval", "predict", "spot")  # these use the workdir's config.json
+
+
+def default_workdir(argv: Sequence[str]) -> Path:
+  """runs/<config name>[_<variant>] for the `--config` of `argv` (a name or a path).
+
+  >>> default_workdir(['run.py', '--config=configs/casme2.py:quick']), default_workdir(['x'])
+  (PosixPath('runs/casme2_quick'), PosixPath('runs/synthetic'))
+  """
+  name, _, variant = Path(config_args.config_path(argv, DEFAULT_CONFIG)).name.partition(":")
+  return Path("runs") / (Path(name).stem + (f"_{variant}" if variant else ""))
+
+
+def _workdir(argv: Sequence[str]) -> Path:
+  # '~' expanded as a shell would have (it does not after '--workdir=': a folder named '~').
+  given = config_args.config_path(argv, "", flag="workdir")
+  return Path(given).expanduser() if given else default_workdir(argv)
+
+
+def _recorded_plugins(workdir: Path) -> list[str]:
+  """The plug-ins a workdir's config.json names (a resume imports them before the config file
+  runs); [] when there is none or it cannot be read (the run reports that itself)."""
+  try:
+    recorded = json.loads((Path(workdir) / "config.json").read_text())
+    return plugins_lib.recorded(recorded) if isinstance(recorded, dict) else []
+  except (OSError, ValueError):
+    return []
+
+
+def _fail(message: str, code: int) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(code)
+
+
+def _define_flags(argv: list[str]):
+  """Defines the flags (absl) for `argv`; in train and align mode imports the plug-ins and
+  loads the config first. Returns the config flag's holder (None where config.json is used).
+  Changes `argv` in place: the arguments absl must not parse are taken out."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
+  mode = config_args.config_path(argv, "train", flag="mode")
+  try:
+    given = plugins_lib.parse(config_args.config_path(argv, "", flag="plugins"),
+                              source="--plugins")
+    plugins_lib.load(given, source="--plugins")
+  except plugins_lib.PluginError as e:
+    _fail(str(e), 2)
+  holder = None
+  if mode in _RECORDED_MODES:
+    # Config files are Python, run as code: for these modes the --config file is never
+    # executed; its arguments are set aside before parsing.
+    ignored = config_args.strip(argv)
+  else:
+    ignored = None
+    workdir = _workdir(argv)
+    recorded = _recorded_plugins(workdir) if mode == "train" else []
+    try:
+      plugins_lib.load(recorded, source=f"{workdir / 'config.json'} (key plugins, the "
+                       "plug-ins this workdir was trained with)")
+    except plugins_lib.PluginError as e:
+      _fail(str(e), 1)
+    # A missing config file, an unknown variant or --config.<unknown key>: one short error line
+    # and exit status 2 here, before ml_collections turns it into a traceback.
+    config_arg = config_args.config_path(argv, DEFAULT_CONFIG)
+    config, problem = config_args.load(config_arg)
+    found = [problem] if problem else config_args.problems(argv, DEFAULT_CONFIG, config=config)
+    for line in found:
+      print(f"error: {line}", file=sys.stderr)
+    if found:
+      sys.exit(2)
+    plugins_lib.record(config, list(dict.fromkeys(recorded + given)))
+    config_args.strip(argv, keep_overrides=True)  # the file was read; absl sets the overrides
+    holder = config_flags.DEFINE_config_dict(
+        "config", config, f"Config: a shipped config by name ({', '.join(config_args.config_names())}"
+        "; name:variant, e.g. synthetic:quick) or a config file (configs/casme2.py:quick); "
+        "Python, run as code: pass only files you trust.", lock_config=True, sys_argv=argv)
+    flags.FLAGS["config"].default_as_str = repr(DEFAULT_CONFIG)  # not the whole config in --help
+  flags.DEFINE_string("workdir", None, "Run folder (checkpoints, reports). Default: "
+                      "runs/<config name>[_<variant>].")
+  flags.DEFINE_enum("mode", "train", MODES,
+                    "train (resumes if the workdir has checkpoints, re-prints a finished run) | "
+                    "eval | predict | spot (the last three with the workdir's own config; spot "
+                    "prints a clip's per-frame intensity and its onset/apex/offset) | align "
+                    "(aligned face crops of data.root, see README)")
+  flags.DEFINE_list("plugins", [], "Python modules to import before the config is read (e.g. "
+                    "mypkg.mylosses: its losses.register_term adds loss.* keys); recorded in the "
+                    "workdir, from where eval, predict, spot and a resume import them again.")
+  flags.DEFINE_string("frames", None, "predict, spot: folder holding one clip's frames.")
+  flags.DEFINE_integer("onset", None, "predict: onset frame number (default: first frame).")
+  flags.DEFINE_integer("apex", None, "predict: apex frame number (default: spotted from the "
+                       "learned intensity, as --mode=spot prints).")
+  flags.DEFINE_integer("offset", None, "predict: offset frame number (default: last).")
+  flags.DEFINE_string("fold", None, "predict: use only this held-out subject's model (default: "
+                      "the ensemble of every fold's model).")
+  flags.DEFINE_string("out", None, "predict: the PNG to draw the clip's intensity curve in "
+                      "(default: ./predict_<clip folder>_intensity.png).")
+  for name in ("config", "workdir", "mode", "plugins", "frames", "onset", "apex", "offset",
+               "fold", "out"):  # listed by --helpshort, which shows the main module's flags
+    if name in flags.FLAGS:
+      flags.FLAGS.register_flag_by_module(sys.argv[0], flags.FLAGS[name])
+  return holder, ignored
+
+
+def _main(argv: list[str], original: list[str], holder, ignored) -> int:
+  from absl import app  # pylint: disable=import-outside-toplevel
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from absl import logging  # pylint: disable=import-outside-toplevel
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  if not f["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; --verbosity=0 shows them
+  workdir = _workdir(original)
+  config_given = (bool(ignored) or config_args.config_path(original, "") != ""
+                  or bool(config_args.override_keys(original)))
+  config = None if holder is None else holder.value  # None: config.json
+  mode = f.mode
+  if mode in ("train", "eval"):  # Ctrl-C stops at once, compiling included
+    from cmnet_jax import interrupt  # pylint: disable=g-import-not-at-top
+    interrupt.stop_promptly(lambda: interrupt.resume_message(workdir, original[:], mode))
+  return run(mode, config, workdir, frames=f.frames, onset=f.onset, apex=f.apex,
+             offset=f.offset, fold=f.fold, out=f.out, config_given=config_given)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+  """The command: `cmnet-jax` (installed by `pip install .`) and `python run.py`; exits."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  # On a CPU, one fold per forced host device (before JAX starts; see cmnet_jax.host_devices).
+  # Set XLA_FLAGS yourself to choose another count.
+  host_devices.expose_cpu_devices(8)
+  from absl import app  # pylint: disable=import-outside-toplevel
+  original = list(sys.argv if argv is None else argv)
+  parsed = list(original)
+  holder, ignored = _define_flags(parsed)
+  app.run(lambda rest: sys.exit(_main(rest, original, holder, ignored)), argv=parsed)
 
 
 def _data_help(config: ml_collections.ConfigDict) -> str:

@@ -7,7 +7,7 @@ The database is licence-restricted: request it from its owners (see README) and 
 `data.root` at the folder you unpacked. Writes results.json, per_subject.csv, predictions.txt
 and figures to the workdir (default runs/samm).
 """
-from configs import common
+from . import common
 
 
 def get_config(arg: str = ""):

@@ -20,7 +20,7 @@ and after it) and the 9 frames are spread evenly over the whole clip (`data.fram
 'uniform'`), so the apex falls at sampled index 1 to 6 and the position explains about a quarter
 of the true intensity's variance (0.77 with uniform sampling alone, ~1 anchored).
 """
-from configs import common
+from . import common
 
 
 def get_config(arg: str = ""):

@@ -2,7 +2,7 @@
 
     python run.py --config=configs/tiny.py --workdir=/tmp/cmnet_tiny
 """
-from configs import common
+from . import common
 
 
 def get_config(arg: str = ""):

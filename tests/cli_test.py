@@ -45,14 +45,11 @@ def test_predict_needs_frames(tmp_path):
 
 
 def test_default_workdir_follows_config_and_variant():
-  code = ("import sys, run; from absl import flags; flags.FLAGS(sys.argv); "
-          "print(run.default_workdir())")
+  from cmnet_jax import cli  # pylint: disable=g-import-not-at-top
   for args, expected in [((), "runs/synthetic"), (("--config=configs/casme2.py:quick",),
-                                                   "runs/casme2_quick")]:
-    r = subprocess.run([sys.executable, "-c", code, "run.py", *args], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == expected
+                                                   "runs/casme2_quick"),
+                         (("--config", "samm:quick"), "runs/samm_quick")]:
+    assert str(cli.default_workdir(["run.py", *args])) == expected
 
 
 def _refused(r, workdir, code):
