@@ -119,3 +119,23 @@ def test_a_new_reader_module_is_all_it_takes(tmp_path, monkeypatch):
   finally:
     registry._readers.cache_clear()  # pylint: disable=protected-access
     sys.modules.pop("cmnet_jax.datasets.toy", None)
+
+
+def test_readers_are_found_by_import_not_by_their_text(tmp_path, monkeypatch):
+  """A module is a reader if importing it defines DATABASE, however it is spelt; a module whose
+  text only mentions `DATABASE = ...` (here in its docstring) is imported and left out."""
+  import cmnet_jax.datasets as package
+  from cmnet_jax.datasets import registry
+  indented = TOY_READER.replace("\nDATABASE = ", "\nif True:\n  DATABASE = ").replace(
+      "\n    name=", "\n      name=")
+  (tmp_path / "toy.py").write_text(indented)
+  (tmp_path / "notes.py").write_text('"""How to declare one:\nDATABASE = DatabaseInfo(...)\n"""\n')
+  monkeypatch.setattr(package, "__path__", list(package.__path__) + [str(tmp_path)])
+  registry._readers.cache_clear()  # pylint: disable=protected-access
+  try:
+    assert "toy" in registry.databases() and "notes" not in registry.databases()
+    assert registry.get("toy").title == "Toy"
+  finally:
+    registry._readers.cache_clear()  # pylint: disable=protected-access
+    sys.modules.pop("cmnet_jax.datasets.toy", None)
+    sys.modules.pop("cmnet_jax.datasets.notes", None)

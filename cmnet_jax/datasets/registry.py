@@ -1,6 +1,7 @@
 """The databases, each declared once in its own reader module, and `load_index` dispatch.
 
-A reader module of this package (e.g. `casme2.py`) declares its database at top level:
+The readers are found by importing the package's modules (all but `NOT_READERS`): a module
+that defines `DATABASE` is a reader. A reader module (e.g. `casme2.py`) declares its database:
 
     DATABASE = registry.DatabaseInfo(name='casme2', title='CASME II', schemes=SCHEMES,
                                      default_classes='5class', emotions=EMOTIONS,
@@ -26,17 +27,19 @@ A database the project generates (the synthetic set, `generated=True`) also defi
 import dataclasses
 import functools
 import importlib
-import importlib.util
 import os
 import pkgutil
-import re
 from typing import Any, Iterable, Mapping, Sequence
 
 from cmnet_jax.datasets import index as index_lib
 
 # Class name -> the source labels (emotions as written, lower case) it gathers, in label order.
 Scheme = Sequence[tuple[str, tuple[str, ...]]]
-_DECLARES = re.compile(r"^DATABASE\s*[:=]", re.MULTILINE)
+# Modules of this package that are not database readers. Every other module (or subpackage) is
+# imported by `_readers` and is a reader if it declares `DATABASE`; `tfds` is never imported
+# here (it needs tensorflow_datasets and builds on this registry).
+NOT_READERS = ("coding", "frames", "hashes", "index", "registry", "sources", "spreadsheet",
+               "tfds", "writers")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,25 +98,18 @@ class DatabaseInfo:
             f"Unpack it so that it looks like {where}.")
 
 
-def _declares(module: pkgutil.ModuleInfo) -> bool:
-  """Whether the module's (or package's `__init__`) source assigns `DATABASE` at top level."""
-  spec = importlib.util.find_spec(f"{__package__}.{module.name}")
-  if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-    return False
-  with open(spec.origin, encoding="utf-8") as f:
-    return bool(_DECLARES.search(f.read()))
-
-
 @functools.cache
 def _readers() -> dict[str, Any]:
   """Database name -> its reader module, sorted by name (readers are imported here, once)."""
   package = importlib.import_module(__package__)
   found = {}
   for module in pkgutil.iter_modules(package.__path__):
-    if module.name.startswith("_") or not _declares(module):
+    if module.name.startswith("_") or module.name in NOT_READERS:
       continue
     reader = importlib.import_module(f"{__package__}.{module.name}")
-    info = getattr(reader, "DATABASE", None)
+    if not hasattr(reader, "DATABASE"):
+      continue
+    info = reader.DATABASE
     if not isinstance(info, DatabaseInfo):
       raise TypeError(f"{reader.__name__}.DATABASE: expected a registry.DatabaseInfo, got "
                       f"{type(info).__name__}")
