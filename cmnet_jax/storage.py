@@ -139,8 +139,8 @@ class RunMarker:
   def _upload(self, if_generation: str) -> str:
     """Uploads the marker if its generation is `if_generation` ('0': absent); its new
     generation. FileExistsError when the precondition fails (HTTP 412)."""
-    out = self.fs.call("POST", f"{self.fs._location}/upload/storage/v1/b/{{}}/o",  # pylint: disable=protected-access
-                       self.bucket, uploadType="media", name=self.name,
+    location = self.fs._location  # pylint: disable=protected-access  # the endpoint (or emulator)
+    out = self.fs.call("POST", f"{location}/upload/storage/v1/b/{{}}/o", self.bucket, uploadType="media", name=self.name,
                        ifGenerationMatch=if_generation, data=self._payload(), json_out=True)
     return str(out.get("generation", ""))
 
@@ -165,8 +165,9 @@ class RunMarker:
     return content, str(info.get("generation", "")), age
 
   def _refuse(self, content: dict, age: float) -> WorkdirError:
+    holder = content.get("holder") or "another run"
     return WorkdirError(
-        f"{os.fspath(self.path).rsplit('/', 1)[0]} is in use by {content.get('holder') or 'another run'} "
+        f"{os.fspath(self.path).rsplit('/', 1)[0]} is in use by {holder} "
         f"(its run marker {self.path} was refreshed {age:.0f} s ago); wait for it to finish, or "
         f"pass another --workdir. A run killed without ending leaves its marker: it counts as "
         f"abandoned {self.stale_s:.0f} s after its last refresh (CMNET_MARKER_STALE_S), and the "
@@ -189,6 +190,8 @@ class RunMarker:
             f"refreshed for {age:.0f} s (its run is gone)")
     self._thread = threading.Thread(target=self._refresh, name="cmnet-run-marker", daemon=True)
     self._thread.start()
+    from cmnet_jax import interrupt  # pylint: disable=g-import-not-at-top
+    interrupt.before_exit(self.release)  # Ctrl-C / SIGTERM: the marker goes with the run
 
   def _refresh(self) -> None:
     while not self._stop.wait(self.refresh_s):

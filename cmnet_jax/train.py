@@ -8,13 +8,17 @@ beside it only when `train.eval_every_epochs > 0`, and always labelled so.
 
 The workdir's files (checkpoints, per fold-group results, the config and data records, the
 reports, the lock) are named and handled by `cmnet_jax.workdir`, which also says what a workdir
-accepts on a second run: resume, re-print, or refuse with the keys or data that differ.
+accepts on a second run: resume, re-print, or refuse with the keys or data that differ. The
+workdir may be on Cloud Storage (`gs://...`, `cmnet_jax.storage`). A multi-process run gathers
+the fold groups of every process with `jax.experimental.multihost_utils` once training is done
+(`_gather`); process 0 writes the reports.
 TensorBoard scalars are streamed per epoch (`reports.ScalarWriter`).
 """
 from __future__ import annotations
 
 import os
 import time
+from typing import Any, Callable, NamedTuple
 
 import jax
 import ml_collections
@@ -22,7 +26,6 @@ import numpy as np
 
 from cmnet_jax import checkpoint
 from cmnet_jax import config_blocks
-from cmnet_jax import config_schema
 from cmnet_jax import input_pipeline
 from cmnet_jax import interrupt
 from cmnet_jax import models
@@ -40,9 +43,15 @@ __all__ = ["NonFiniteLossError", "RunError", "WorkdirError", "maybe_initialize_d
 def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> None:
   """Starts multi-host JAX when `train.distributed` or CMNET_DISTRIBUTED=1 asks for it.
 
-  On TPU pods and managed clusters `jax.distributed.initialize()` finds its peers by itself.
-  Elsewhere set JAX_COORDINATOR_ADDRESS (host:port of process 0), CMNET_NUM_PROCESSES and
-  CMNET_PROCESS_ID in every process.
+  On TPU pods and managed clusters (Slurm) `jax.distributed.initialize()` finds its peers by
+  itself. Elsewhere set JAX_COORDINATOR_ADDRESS (host:port of process 0), CMNET_NUM_PROCESSES
+  and CMNET_PROCESS_ID in every process.
+
+  A process that dies (killed, out of memory, its host lost) stops the others: JAX's
+  coordination service ends every process once the dead one has missed its heartbeats for
+  CMNET_HEARTBEAT_TIMEOUT_S seconds (default 100, JAX's), with a message naming the task.
+  JAX's preemption service is turned off: it caught SIGTERM and let the run carry on (issue 25);
+  `run.py` handles SIGTERM itself in every process (`cmnet_jax.interrupt`).
   """
   if not (config.train.distributed or os.environ.get("CMNET_DISTRIBUTED") == "1"):
     return
@@ -52,6 +61,10 @@ def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> None:
   if "CMNET_NUM_PROCESSES" in os.environ:
     kwargs = {"num_processes": int(os.environ["CMNET_NUM_PROCESSES"]),
               "process_id": int(os.environ["CMNET_PROCESS_ID"])}
+  heartbeat = os.environ.get("CMNET_HEARTBEAT_TIMEOUT_S")
+  if heartbeat:
+    kwargs["heartbeat_timeout_seconds"] = int(heartbeat)
+  jax.config.update("jax_enable_preemption_service", False)
   jax.distributed.initialize(**kwargs)
 
 
@@ -142,7 +155,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
   Raises `config_blocks.ConfigError` (every bad key) before anything is read or written.
   """
-  config_schema.validate(config)
+  config_blocks.validate(config)
   maybe_initialize_distributed(config)
   wd = workdir_lib.Workdir(workdir)
   wd.create()
@@ -196,107 +209,176 @@ def _layout(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir,
   return layout
 
 
+class _Run(NamedTuple):
+  """What every fold group of a run shares (`_prepare`)."""
+  config: ml_collections.ConfigDict
+  wd: workdir_lib.Workdir
+  data: input_pipeline.ClipData
+  layout: parallel.FoldLayout
+  setup: Any
+  device_data: Any
+  init_one: Callable
+  epoch_fn: Callable
+  eval_fn: Callable
+  progress: Any
+  tb: Any
+  mean_tag: str
+  evaluate_only: bool
+  read_only: bool
+
+
 def _run(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir, *, evaluate_only: bool,
          read_only: bool) -> dict:
+  """Loads the data, trains (or skips, or evaluates) this process's fold groups, gathers every
+  process's groups and, on process 0, writes the reports."""
   data = _load_data(config, wd, evaluate_only=evaluate_only, read_only=read_only)
+  run = _prepare(config, wd, data, evaluate_only=evaluate_only, read_only=read_only)
+  try:
+    mine = [_fold_group(run, group) for group in range(run.layout.num_groups)]
+    run.progress.close()
+    groups = _gather(run.layout, mine)
+    if run.layout.process_index != 0:
+      return {}
+    with interrupt.saving():  # the reports together
+      return results_lib.finish(config, wd, data, groups, write=not read_only,
+                                tensorboard=run.tb)
+  finally:
+    if run.tb:
+      run.tb.close()
+      wd.publish_tensorboard()
+
+
+def _prepare(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir,
+             data: input_pipeline.ClipData, *, evaluate_only: bool, read_only: bool) -> _Run:
+  """The layout, the compiled-once epoch and eval functions, the clips on the devices, the
+  progress line and the TensorBoard stream."""
   layout = _layout(config, wd, len(data.folds))
   process, tc = layout.process_index, config.train
   setup = ts.make_setup(config, len(data.class_names))
-  device_data = parallel.replicate(layout, data.device_data())
-  init_one = ts.make_init(setup.model, setup.tx, setup.sample)
   epoch_fn = parallel.fold_parallel(ts.make_train_epoch(setup.model, setup.tx, config), layout,
                                     fold_args=(0, 1), donate=(0,))
   eval_fn = parallel.fold_parallel(ts.make_eval(setup.model, config), layout, fold_args=(0, 1))
-  progress = reports.Progress(layout.num_groups, tc.num_epochs)
-  base_rng = jax.random.PRNGKey(tc.seed)
   # One event stream per run, written while it trains: not by eval, a re-print or a read-only run.
-  tb = None if read_only or evaluate_only or wd.is_finished() else reports.ScalarWriter(
-      wd.tensorboard_dir, suffix="" if process == 0 else f".process{process:03d}",
-      last_step=layout.num_groups * tc.num_epochs)
-  mean_tag = "mean" if layout.process_count == 1 else f"mean_process{process:03d}"
-  in_memory = {}  # evaluated groups a read-only workdir cannot store
-  for group in range(layout.num_groups):
-    fold_ids = layout.local_folds(group)
-    names = [data.folds[f].test_subject if f >= 0 else None for f in fold_ids]
-    if not evaluate_only and _finished(wd, group, process, tc.num_epochs):
-      progress.skip(group)
-      continue
-    fold_data = parallel.shard_folds(layout, fold_arrays(data, fold_ids))
-    template = ts.state_template(setup, len(fold_ids))
-    history, oracle, start_epoch, store = {}, [], 0, None
-    if evaluate_only:
-      restored = (tc.num_epochs, *_final_state(wd, group, process, tc.num_epochs, template))
-    else:
-      # Multi-process runs resume at fold-group granularity (finished groups are skipped): Orbax
-      # cannot save each process's own, process-local fold arrays (see cmnet_jax.checkpoint).
-      store = (checkpoint.CheckpointStore(wd.checkpoint_dir(group, process),
-                                          keep=tc.checkpoints_to_keep)
-               if checkpoint.is_supported() else None)
-      restored = store.restore_latest(template) if store else None
-    if restored is not None:
-      start_epoch, host_state, extra = restored
-      history = history_from_extra(extra["history"])
-      oracle = [(e, np.asarray(p)) for e, p in extra["oracle"]]
-    else:
-      # Padded slots get ids past the real folds.
-      fold_rngs = np.stack([np.asarray(fold_rng(base_rng, fid if fid >= 0 else
-                                                len(data.folds) + slot))
-                            for slot, fid in enumerate(fold_ids)])
-      host_state = ts.init_fold_states(init_one, fold_rngs)
-      if config.model.pretrained_npz:
-        host_state = _load_pretrained(host_state, config)
-    state = parallel.shard_folds(layout, host_state)
-    if tb and start_epoch < tc.num_epochs:
-      tb.restart(group * tc.num_epochs + start_epoch + 1)
-    for epoch in range(start_epoch, tc.num_epochs):
-      t0 = time.perf_counter()
-      state, metrics = epoch_fn(state, fold_data, device_data)
-      metrics = parallel.unshard(metrics)
-      _check_finite(metrics, fold_ids, data, epoch, tc.steps_per_epoch, wd, store)
-      for k, v in metrics.items():
-        history.setdefault(k, []).append(v.mean(axis=1))
-      if tc.eval_every_epochs and (epoch + 1) % tc.eval_every_epochs == 0:
-        evaluated = parallel.unshard(eval_fn(state.params, fold_data, device_data))
-        oracle.append((epoch + 1, evaluated.logits.argmax(-1)))
-      if tb:  # before the checkpoint: a resume re-trains (and re-writes) what follows it
-        lr = float(setup.schedule((epoch + 1) * tc.steps_per_epoch - 1))
-        tb.write(group * tc.num_epochs + epoch + 1, reports.epoch_scalars(
-            metrics, names, learning_rate=lr, mean_tag=mean_tag))
-        tb.flush()
-      done = epoch + 1 == tc.num_epochs
-      if store and (done or (epoch + 1) % tc.checkpoint_every_epochs == 0):
-        with interrupt.saving():  # Ctrl-C lets it finish (cmnet_jax.interrupt)
-          store.save(epoch + 1, parallel.unshard(state), {
-              "history": history,  # arrays: their dtype is kept (history_from_extra)
-              "oracle": [(e, p.tolist()) for e, p in oracle]})
-      progress.update(group, epoch + 1, float(np.mean(metrics["loss"][fold_ids >= 0])),
-                      time.perf_counter() - t0)
-    evaluated = parallel.unshard(eval_fn(state.params, fold_data, device_data))
-    arrays = results_lib.group_arrays(
-        fold_ids=fold_ids, fold_data=fold_arrays(data, fold_ids), logits=evaluated.logits,
-        intensities=evaluated.intensities, ablated_logits=evaluated.ablated_logits,
-        history={k: np.stack(v, 1) for k, v in history.items()}, oracle=oracle)
-    if read_only:
-      in_memory[group] = arrays
-    else:
-      with interrupt.saving():
-        wd.save_group(group, process, arrays)
-    if store:
-      store.close()
-  progress.close()
-  try:
-    if process != 0:
-      return {}
-    if read_only:
-      groups = [in_memory[g] if g in in_memory else wd.load_group(wd.group_file(g, process))
-                for g in range(layout.num_groups)]
-    else:
-      groups = wd.wait_for_groups(layout.num_groups, layout.process_count)
-    with interrupt.saving():  # the reports together
-      return results_lib.finish(config, wd, data, groups, write=not read_only, tensorboard=tb)
-  finally:
-    if tb:
-      tb.close()
+  tb = None
+  if not (read_only or evaluate_only or wd.is_finished()):
+    wd.fetch_tensorboard()  # object storage: the stream so far, to append to
+    tb = reports.ScalarWriter(wd.tensorboard_dir,
+                              suffix="" if process == 0 else f".process{process:03d}",
+                              last_step=layout.num_groups * tc.num_epochs)
+  return _Run(config=config, wd=wd, data=data, layout=layout, setup=setup,
+              device_data=parallel.replicate(layout, data.device_data()),
+              init_one=ts.make_init(setup.model, setup.tx, setup.sample), epoch_fn=epoch_fn,
+              eval_fn=eval_fn, progress=reports.Progress(layout.num_groups, tc.num_epochs), tb=tb,
+              mean_tag="mean" if layout.process_count == 1 else f"mean_process{process:03d}",
+              evaluate_only=evaluate_only, read_only=read_only)
+
+
+def _fold_group(run: _Run, group: int) -> dict[str, np.ndarray]:
+  """This process's slots of one fold group: skipped if finished (its file read back), else
+  restored or initialised, trained, evaluated and stored. Returns the group's arrays."""
+  wd, layout, tc = run.wd, run.layout, run.config.train
+  process, fold_ids = layout.process_index, layout.local_folds(group)
+  if not run.evaluate_only and _finished(wd, group, process, tc.num_epochs):
+    run.progress.skip(group)
+    return wd.load_group(wd.group_file(group, process))
+  fold_data = parallel.shard_folds(layout, fold_arrays(run.data, fold_ids))
+  start_epoch, host_state, history, oracle, store = _start_state(run, group, fold_ids)
+  state = parallel.shard_folds(layout, host_state)
+  state = _train_epochs(run, group, fold_ids, fold_data, state, start_epoch, history, oracle,
+                        store)
+  evaluated = parallel.unshard(run.eval_fn(state.params, fold_data, run.device_data))
+  arrays = results_lib.group_arrays(
+      fold_ids=fold_ids, fold_data=fold_arrays(run.data, fold_ids), logits=evaluated.logits,
+      intensities=evaluated.intensities, ablated_logits=evaluated.ablated_logits,
+      history={k: np.stack(v, 1) for k, v in history.items()}, oracle=oracle)
+  if not run.read_only:  # a read-only workdir keeps the evaluated group in memory only
+    with interrupt.saving():
+      wd.save_group(group, process, arrays)
+  if store:
+    store.close()
+  return arrays
+
+
+def _start_state(run: _Run, group: int, fold_ids: np.ndarray):
+  """(start epoch, host state, history, oracle, checkpoint store) of a fold group: its final
+  checkpoint (eval), its latest one (resume), or a fresh per-fold initialisation."""
+  wd, tc, process = run.wd, run.config.train, run.layout.process_index
+  template = ts.state_template(run.setup, len(fold_ids))
+  store = None
+  if run.evaluate_only:
+    restored = (tc.num_epochs, *_final_state(wd, group, process, tc.num_epochs, template))
+  else:
+    # Multi-process runs resume at fold-group granularity (finished groups are skipped): Orbax
+    # cannot save each process's own, process-local fold arrays (see cmnet_jax.checkpoint).
+    store = (checkpoint.CheckpointStore(wd.checkpoint_dir(group, process),
+                                        keep=tc.checkpoints_to_keep)
+             if checkpoint.is_supported() else None)
+    restored = store.restore_latest(template) if store else None
+  if restored is not None:
+    start_epoch, host_state, extra = restored
+    return (start_epoch, host_state, history_from_extra(extra["history"]),
+            [(e, np.asarray(p)) for e, p in extra["oracle"]], store)
+  base_rng = jax.random.PRNGKey(tc.seed)
+  # Padded slots get ids past the real folds.
+  fold_rngs = np.stack([np.asarray(fold_rng(base_rng, fid if fid >= 0 else
+                                            len(run.data.folds) + slot))
+                        for slot, fid in enumerate(fold_ids)])
+  host_state = ts.init_fold_states(run.init_one, fold_rngs)
+  if run.config.model.pretrained_npz:
+    host_state = _load_pretrained(host_state, run.config)
+  return 0, host_state, {}, [], store
+
+
+def _train_epochs(run: _Run, group: int, fold_ids: np.ndarray, fold_data, state, start_epoch: int,
+                  history: dict, oracle: list, store):
+  """Trains a fold group from `start_epoch` to the last epoch (one compiled scan per epoch),
+  streaming scalars, checking the loss, checkpointing; `history` and `oracle` grow in place.
+  Returns the device state."""
+  tc, setup, tb = run.config.train, run.setup, run.tb
+  names = [run.data.folds[f].test_subject if f >= 0 else None for f in fold_ids]
+  if tb and start_epoch < tc.num_epochs:
+    tb.restart(group * tc.num_epochs + start_epoch + 1)
+  for epoch in range(start_epoch, tc.num_epochs):
+    t0 = time.perf_counter()
+    state, metrics = run.epoch_fn(state, fold_data, run.device_data)
+    metrics = parallel.unshard(metrics)
+    _check_finite(metrics, fold_ids, run.data, epoch, tc.steps_per_epoch, run.wd, store)
+    for k, v in metrics.items():
+      history.setdefault(k, []).append(v.mean(axis=1))
+    if tc.eval_every_epochs and (epoch + 1) % tc.eval_every_epochs == 0:
+      evaluated = parallel.unshard(run.eval_fn(state.params, fold_data, run.device_data))
+      oracle.append((epoch + 1, evaluated.logits.argmax(-1)))
+    if tb:  # before the checkpoint: a resume re-trains (and re-writes) what follows it
+      lr = float(setup.schedule((epoch + 1) * tc.steps_per_epoch - 1))
+      tb.write(group * tc.num_epochs + epoch + 1, reports.epoch_scalars(
+          metrics, names, learning_rate=lr, mean_tag=run.mean_tag))
+      tb.flush()
+      run.wd.publish_tensorboard()
+    done = epoch + 1 == tc.num_epochs
+    if store and (done or (epoch + 1) % tc.checkpoint_every_epochs == 0):
+      with interrupt.saving():  # Ctrl-C and SIGTERM let it finish (cmnet_jax.interrupt)
+        store.save(epoch + 1, parallel.unshard(state), {
+            "history": history,  # arrays: their dtype is kept (history_from_extra)
+            "oracle": [(e, p.tolist()) for e, p in oracle]})
+    run.progress.update(group, epoch + 1, float(np.mean(metrics["loss"][fold_ids >= 0])),
+                        time.perf_counter() - t0)
+  return state
+
+
+def _gather(layout: parallel.FoldLayout, mine: list[dict]) -> list[dict]:
+  """Every process's fold groups, in the order (group, process), on every process.
+
+  One process: its own. Several: `jax.experimental.multihost_utils.process_allgather` after
+  training, outside any jitted step (every process's arrays of a group have the same shapes,
+  the layout being the same), instead of reading the other processes' files: hosts of a pod
+  share no disk. If a process died, JAX's coordination service stops the others once its
+  heartbeat is missed (`CMNET_HEARTBEAT_TIMEOUT_S`, see `maybe_initialize_distributed`)."""
+  if layout.process_count == 1:
+    return mine
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  gathered = multihost_utils.process_allgather({str(g): arrays for g, arrays in enumerate(mine)})
+  return [{k: np.asarray(v[p]) for k, v in gathered[str(g)].items()}
+          for g in range(len(mine)) for p in range(layout.process_count)]
 
 
 def history_from_extra(saved: dict) -> dict[str, list[np.ndarray]]:

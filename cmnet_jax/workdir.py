@@ -203,7 +203,10 @@ class Workdir:
   config_file = property(lambda self: self.path / CONFIG)
   folds_file = property(lambda self: self.path / FOLDS)
   results_file = property(lambda self: self.path / RESULTS)
-  tensorboard_dir = property(lambda self: self.path / "tensorboard")
+  # The event files being written: on object storage in a host-local folder, copied to the
+  # workdir's tensorboard/ after each epoch (`publish_tensorboard`).
+  tensorboard_dir = property(lambda self: (storage.local_dir(self.path) / "tensorboard"
+                                           if self.remote else self.path / "tensorboard"))
   # On object storage, caches and inputs stay on this host's disk (hosts share none).
   data_dir = property(lambda self: (storage.local_dir(self.path) / "data" if self.remote
                                     else self.path / "data"))
@@ -237,6 +240,30 @@ class Workdir:
   def clip_caches(self, config_key: str = "*") -> list[Path]:
     """The decoded-clip caches there are (of one config key, or all), sorted."""
     return sorted(self.data_dir.glob(f"clips-{config_key}-*.npz"))
+
+  # -- TensorBoard on object storage ----------------------------------------------------------
+  def fetch_tensorboard(self) -> None:
+    """Object storage: makes the host-local event folder a copy of the workdir's tensorboard/
+    (a resumed run appends to the stream so far, whichever host it runs on). Local: nothing."""
+    if not self.remote:
+      return
+    local, remote = self.tensorboard_dir, self.path / "tensorboard"
+    local.mkdir(parents=True, exist_ok=True)
+    names = {p.name for p in remote.iterdir()} if remote.is_dir() else set()
+    for p in local.iterdir():
+      if p.name not in names:
+        p.unlink()
+    for name in sorted(names):
+      (local / name).write_bytes((remote / name).read_bytes())
+
+  def publish_tensorboard(self) -> None:
+    """Object storage: copies the host-local event files to the workdir's tensorboard/ (each
+    one upload, whole). Local: nothing (they are written there)."""
+    if not self.remote or not self.tensorboard_dir.is_dir():
+      return
+    for p in sorted(self.tensorboard_dir.iterdir()):
+      if p.is_file():
+        storage.write_bytes(self.path / "tensorboard" / p.name, p.read_bytes())
 
   # -- the folder and its lock ----------------------------------------------------------------
   def create(self) -> None:
