@@ -207,7 +207,7 @@ def test_im2col_conv_matches_lax_conv_and_gradients(k, stride, pad, c, o):
 def test_im2col_gradient_in_frame_blocks_matches_lax_conv():
   """The hand-written im2col gradient (kernel gradient summed over blocks of frames), with
   several blocks, and vmapped over per-fold kernels and inputs."""
-  from cmnet_jax.models.encoders import _frames_per_block
+  from cmnet_jax.models.convolution import _frames_per_block
   assert [_frames_per_block(n, p) for n, p in [(6, 1600), (72, 16), (72, 49), (7, 200)]] == [
       1, 36, 18, 1]
   dn = ("NHWC", "HWIO", "NHWC")

@@ -48,6 +48,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmnet_jax.models.convolution import im2col_conv, plain_conv
+
 SOURCE = pathlib.Path(__file__).with_name("onednn_conv.cc")
 TARGETS = {"forward": "CmnetOnednnConvForward",
            "backward_data": "CmnetOnednnConvBackwardData",
@@ -230,7 +232,6 @@ def conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None
          dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
          preferred_element_type=None):
   """`lax.conv_general_dilated` through oneDNN (float32 NHWC/HWIO; otherwise `im2col_conv`)."""
-  from cmnet_jax.models.encoders import im2col_conv, plain_conv  # pylint: disable=g-import-not-at-top
   simple = (plain_conv(lhs, padding, lhs_dilation, rhs_dilation, dimension_numbers,
                        feature_group_count, batch_group_count) and
             jnp.result_type(lhs) == jnp.float32 and jnp.result_type(rhs) == jnp.float32 and
