@@ -53,6 +53,9 @@ def default_workdir(argv: Sequence[str]) -> Path:
 def _workdir(argv: Sequence[str]) -> Path:
   # '~' expanded as a shell would have (it does not after '--workdir=': a folder named '~').
   given = config_args.config_path(argv, "", flag="workdir")
+  if given and "://" in given:  # gs://bucket/run: etils.epath (cmnet_jax.storage); Path('gs://x')
+    from cmnet_jax import storage  # pylint: disable=import-outside-toplevel  # would be 'gs:/x'
+    return storage.as_path(given)
   return Path(given).expanduser() if given else default_workdir(argv)
 
 
