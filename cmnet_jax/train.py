@@ -26,6 +26,7 @@ import numpy as np
 
 from cmnet_jax import checkpoint
 from cmnet_jax import config_blocks
+from cmnet_jax import config_schema
 from cmnet_jax import input_pipeline
 from cmnet_jax import interrupt
 from cmnet_jax import models
@@ -155,7 +156,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
   Raises `config_blocks.ConfigError` (every bad key) before anything is read or written.
   """
-  config_blocks.validate(config)
+  config_schema.validate(config)
   maybe_initialize_distributed(config)
   wd = workdir_lib.Workdir(workdir)
   wd.create()
