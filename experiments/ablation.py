@@ -186,6 +186,13 @@ def run_rows(root: Path) -> list[dict]:
   return rows
 
 
+def combined_rows(root: Path, earlier: list[dict] = ()) -> list[dict]:
+  """The finished runs under `root`, then the `earlier` rows of runs not among them."""
+  rows = run_rows(root) if root.exists() else []
+  seen = {(r["amplitude"], r["arm"], r["seed"]) for r in rows}
+  return rows + [r for r in earlier if (r["amplitude"], r["arm"], r["seed"]) not in seen]
+
+
 def _mean_sd(values: list[float]) -> str:
   values = [v for v in values if v is not None and v == v]  # runs without the figure: blank
   if not values:
@@ -195,11 +202,25 @@ def _mean_sd(values: list[float]) -> str:
   return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def summarize(root: Path) -> str:
-  """Markdown table: mean ± sample sd over seeds per (amplitude, arm)."""
+def read_rows(paths: list[Path]) -> list[dict]:
+  """Rows written earlier by `--runs-out` (one JSON object per line), e.g. the docs' records."""
+  rows = []
+  for path in paths:
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+      if line.strip():
+        try:
+          rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+          raise ValueError(f"{path}, line {n}: not a JSON object ({e})") from None
+  return rows
+
+
+def summarize(root: Path, earlier: list[dict] = ()) -> str:
+  """Markdown table: mean ± sample sd over seeds per (amplitude, arm), over the finished runs
+  under `root` and the `earlier` rows (a run found in both counts once: the one under `root`)."""
   columns = ("accuracy", "uf1", "uar") + DIAGNOSTICS + POSITION_DIAGNOSTICS
   cells: dict[tuple[float, str], dict[str, list]] = {}
-  for row in run_rows(root):
+  for row in combined_rows(root, earlier):
     cell = cells.setdefault((row["amplitude"], row["arm"]), {"seeds": []})
     cell["seeds"].append(row["seed"])
     for key in columns:
@@ -237,15 +258,20 @@ def main(argv=None) -> int:
   ap.add_argument("--out", default="", help="with --summarize: also write the table here")
   ap.add_argument("--runs-out", default="",
                   help="with --summarize: also write one JSON line per finished run here")
+  ap.add_argument("--earlier", default="",
+                  help="with --summarize: also pool the runs recorded in these --runs-out files "
+                  "(comma-separated; a run also under --root counts once)")
   args = ap.parse_args(argv)
   root = Path(args.root)
   if args.summarize:
-    table = summarize(root)
+    earlier = read_rows([Path(p) for p in args.earlier.split(",") if p])
+    table = summarize(root, earlier)
     print(table)
     if args.out:
       Path(args.out).write_text(table + "\n")
     if args.runs_out:
-      Path(args.runs_out).write_text("".join(json.dumps(r) + "\n" for r in run_rows(root)))
+      Path(args.runs_out).write_text(
+          "".join(json.dumps(r) + "\n" for r in combined_rows(root, earlier)))
     return 0
   arms = tuple(a for a in args.arms.split(",") if a)
   unknown = [a for a in arms if a not in ARMS]

@@ -120,3 +120,29 @@ def test_summarize_is_mean_and_sample_sd_over_seeds(tmp_path):
         mean, sd = (float(x) for x in cell.split(" ± "))
         assert mean == pytest.approx(np.mean(column), abs=5e-4)
         assert sd == pytest.approx(np.std(column, ddof=1), abs=5e-4)
+
+
+def test_summarize_pools_earlier_rows_and_counts_a_run_once(tmp_path):
+  rng = np.random.default_rng(5)
+  for seed in (0, 1):
+    path = ablation.Run(2.0, "tent", seed).path(tmp_path)
+    path.mkdir(parents=True)
+    (path / "results.json").write_text(json.dumps(_fake_result(rng, seed)))
+  here = {r["seed"]: r for r in ablation.run_rows(tmp_path)}
+  earlier = [dict(here[1], accuracy=0.99),            # also under root: the root's copy counts
+             dict(here[0], seed=7, accuracy=0.1)]     # only in the record: pooled
+  record = tmp_path / "earlier.jsonl"
+  record.write_text("".join(json.dumps(r) + "\n" for r in earlier))
+  out = tmp_path / "pooled.jsonl"
+  assert ablation.main(["--root", str(tmp_path), "--summarize", "--earlier", str(record),
+                        "--runs-out", str(out)]) == 0
+  pooled = {r["seed"]: r["accuracy"] for r in map(json.loads, out.read_text().splitlines())}
+  assert pooled == {0: here[0]["accuracy"], 1: here[1]["accuracy"], 7: 0.1}
+  row = ablation.summarize(tmp_path, ablation.read_rows([record])).splitlines()[2]
+  cells = [c.strip() for c in row.strip("|").split("|")]
+  assert cells[1:3] == ["tent", "0,1,7"]
+  assert float(cells[3].split(" ± ")[0]) == pytest.approx(np.mean(list(pooled.values())), abs=5e-4)
+  bad = tmp_path / "bad.jsonl"
+  bad.write_text('{"arm": "tent"}\nnot json\n')
+  with pytest.raises(ValueError, match="bad.jsonl, line 2"):
+    ablation.read_rows([bad])
