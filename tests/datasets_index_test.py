@@ -139,3 +139,24 @@ def test_readers_are_found_by_import_not_by_their_text(tmp_path, monkeypatch):
     registry._readers.cache_clear()  # pylint: disable=protected-access
     sys.modules.pop("cmnet_jax.datasets.toy", None)
     sys.modules.pop("cmnet_jax.datasets.notes", None)
+
+
+def test_a_coding_sheet_without_action_units(tmp_path):
+  """`coding.Columns(action_units=None)`: the sheet needs no AU column; records carry ''."""
+  from PIL import Image
+  from cmnet_jax.datasets import casme2, coding
+  clip = tmp_path / "frames" / "sub01" / "EP01"
+  clip.mkdir(parents=True)
+  for n in range(1, 6):
+    Image.new("RGB", (8, 8), (n, n, n)).save(clip / f"img{n}.jpg")
+  (tmp_path / "coding.csv").write_text("Subject,Filename,Onset,Apex,Offset,Emotion\n"
+                                       "1,EP01,1,3,5,happiness\n")
+  columns = coding.Columns("Subject", "Filename", "Onset", "Apex", "Offset", "Emotion")
+  read = lambda cols: coding.read_coded_rows(
+      "casme2", str(tmp_path / "coding.csv"), str(tmp_path / "frames"), sheet="Sheet1",
+      columns=cols, subject_name=casme2.subject_name, subject_folder=casme2.subject_folder)
+  (record,), skipped, _ = read(columns)
+  assert (record.subject, record.apex, record.emotion, record.action_units) == (
+      "sub01", 3, "happiness", "") and not skipped
+  with pytest.raises(datasets.DatasetError, match=r"lacks columns \['AU'\]"):
+    read(columns._replace(action_units="AU"))

@@ -18,7 +18,7 @@ ANNOTATION_NAMES = ("CASME2-coding-20190701.xlsx", "CASME2-coding-20140508.xlsx"
 FRAME_FOLDERS = ("Cropped", "Cropped-updated/Cropped", "CASME2_RAW_selected", "CASME2-RAW")
 SHEET = "Sheet1"
 COLUMNS = coding.Columns("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame",
-                         "Action Units", "Estimated Emotion")
+                         emotion="Estimated Emotion", action_units="Action Units")
 EMOTIONS = ("happiness", "disgust", "repression", "surprise", "others", "sadness", "fear")
 SCHEMES = {
     "5class": [(e, (e,)) for e in ("happiness", "disgust", "repression", "surprise", "others")],

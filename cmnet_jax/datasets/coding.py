@@ -1,7 +1,7 @@
 """The per-clip coding spreadsheets of CASME II and SAMM, read the same way.
 
-One row per clip: subject, filename, onset / apex / offset frame, action units and estimated
-emotion; the frames are in `<frames root>/<subject folder>/<filename>/`. The two databases differ
+One row per clip: subject, filename, onset / apex / offset frame, estimated emotion and,
+where the sheet has them, action units; the frames are in `<frames root>/<subject folder>/<filename>/`. The two databases differ
 only in column names, subject spelling and how the subject folder is found, which the caller
 passes in. Rows that cannot be used (a broken frame range, a repeated (subject, filename) key,
 a missing clip folder) are skipped with their reason, never dropped silently; a row with no
@@ -16,14 +16,27 @@ from cmnet_jax.datasets import spreadsheet
 
 
 class Columns(NamedTuple):
-  """Header names of the columns read (all required)."""
+  """Header names of the columns read. The first six are required; `action_units` is optional
+  (None: the sheet has no such column, and the records' action units are '').
+
+  >>> Columns('Subject', 'Filename', 'Onset', 'Apex', 'Offset', 'Emotion').required()
+  ('Subject', 'Filename', 'Onset', 'Apex', 'Offset', 'Emotion')
+  >>> Columns('Subject', 'Filename', 'Onset', 'Apex', 'Offset', 'Emotion', 'AU').required()
+  ('Subject', 'Filename', 'Onset', 'Apex', 'Offset', 'AU', 'Emotion')
+  """
   subject: str
   filename: str
   onset: str
   apex: str
   offset: str
-  action_units: str
   emotion: str
+  action_units: str | None = None
+
+  def required(self) -> tuple[str, ...]:
+    """The header names that must be present, in the sheets' order (action units, if given,
+    before the emotion)."""
+    return tuple(c for c in (self.subject, self.filename, self.onset, self.apex, self.offset,
+                             self.action_units, self.emotion) if c is not None)
 
 
 def read_coded_rows(name: str, path: str, frames_root: str, *, sheet: str, columns: Columns,
@@ -42,7 +55,7 @@ def read_coded_rows(name: str, path: str, frames_root: str, *, sheet: str, colum
     subject_folder: (frames_root, subject) -> the subject's folder, or None.
   """
   records, skipped, notes, seen = [], [], [], {}
-  for row in spreadsheet.read_table(path, sheet=sheet, required=tuple(columns)):
+  for row in spreadsheet.read_table(path, sheet=sheet, required=columns.required()):
     subject = subject_name(spreadsheet.cell(row, columns.subject))
     filename = spreadsheet.as_text(spreadsheet.cell(row, columns.filename)).rstrip("/\\")
     if subject is None or not filename:
@@ -61,7 +74,7 @@ def read_coded_rows(name: str, path: str, frames_root: str, *, sheet: str, colum
       continue
     values = {c: spreadsheet.as_text(spreadsheet.cell(row, c))
               for c in (columns.emotion, columns.onset, columns.apex, columns.offset,
-                        columns.action_units)}
+                        columns.action_units) if c is not None}
     if (subject, filename) in seen:
       skipped.append(index_lib.Skipped(item, duplicate_reason(
           "(Subject, Filename) key", *seen[(subject, filename)], row.number, values)))
@@ -77,7 +90,7 @@ def read_coded_rows(name: str, path: str, frames_root: str, *, sheet: str, colum
     record = frames_lib.annotated_record(
         name, subject, filename, folder, onset, spreadsheet.as_int(apex_written), offset,
         spreadsheet.as_text(spreadsheet.cell(row, columns.emotion)),
-        spreadsheet.as_text(spreadsheet.cell(row, columns.action_units)), notes,
+        values.get(columns.action_units, ""), notes,
         apex_written=apex_written, row=f"{os.path.basename(path)} row {row.number}")
     short = frames_lib.too_short(record)
     if short:

@@ -17,7 +17,7 @@ ANNOTATION_NAMES = ("SAMM_Micro_FACS_Codes_v2.xlsx", "SAMM_Micro_FACS_Codes*.xls
 FRAME_FOLDERS = ("SAMM", "")
 SHEET = "MICRO_ONLY"
 COLUMNS = coding.Columns("Subject", "Filename", "Onset Frame", "Apex Frame", "Offset Frame",
-                         "Action Units", "Estimated Emotion")
+                         emotion="Estimated Emotion", action_units="Action Units")
 EMOTIONS = ("Anger", "Other", "Happiness", "Surprise", "Contempt", "Disgust", "Fear", "Sadness")
 SCHEMES = {
     "5class": [(e, (e.lower(),)) for e in ("Anger", "Contempt", "Happiness", "Surprise", "Other")],
