@@ -1,9 +1,9 @@
 """Gathering a run's per-fold results on the host, merging them, and writing the reports.
 
 Each fold group (on each process) writes its file in the workdir's folds folder once it has
-finished (`Workdir.save_group`); these files are the only thing processes share, so a multi-host
-run needs no cross-process collective, and a resumed run skips finished groups. Process 0 merges
-them.
+finished (`Workdir.save_group`), so a resumed run skips finished groups. The groups of every
+process reach process 0 through `jax.experimental.multihost_utils.process_allgather` once
+training is done (`train._gather`: hosts of a pod share no disk), and process 0 merges them.
 """
 from __future__ import annotations
 
