@@ -62,6 +62,32 @@ def test_soft_rank_exact_equals_rankdata_with_ties():
     np.testing.assert_array_equal(soft_rank(x, temperature=0.), stats.rankdata(x))
 
 
+def _pairwise_ranks(u, valid):
+  """The O(n^2) form the exact ranks replaced: 1/2 + sum_{j valid} step(u_i - u_j), 0 if invalid."""
+  step = 0.5 * (1.0 + np.sign(u[:, None] - u[None, :]))
+  return np.where(valid, 0.5 + np.where(valid[None, :], step, 0.0).sum(1), 0.0)
+
+
+def test_exact_ranks_of_the_valid_entries_equal_scipy_and_the_pairwise_form():
+  """`ranking.exact_ranks` (jax.scipy.stats.rankdata): the same values, bit for bit, as the
+  pairwise sum it replaced, and as scipy's rankdata of the valid entries; NaN propagates."""
+  from cmnet_jax.losses import ranking
+  rng = np.random.default_rng(1)
+  for n in (1, 2, 9, 40):
+    u = rng.integers(0, 4, size=n).astype(np.float32) * np.float32(0.37)
+    valid = rng.random(n) < 0.7
+    got = np.asarray(jax.jit(ranking.exact_ranks)(u, valid))
+    np.testing.assert_array_equal(got, _pairwise_ranks(u, valid).astype(np.float32))
+    np.testing.assert_array_equal(got[valid], stats.rankdata(u[valid]))
+    assert got.dtype == np.float32 and not got[~valid].any()
+    np.testing.assert_array_equal(ranking.exact_ranks(u), stats.rankdata(u))
+  u = np.array([1.0, np.nan, 2.0], np.float32)
+  assert np.isnan(ranking.exact_ranks(u)).all()
+  ranks = ranking.exact_ranks(u, np.array([True, False, True]))
+  np.testing.assert_array_equal(ranks, [1.0, 0.0, 2.0])  # a NaN left out is not seen
+  assert np.isnan(ranking.exact_ranks(u, np.array([True, True, False]))[:2]).all()
+
+
 def test_soft_rank_converges_to_rankdata():
   x = np.random.default_rng(1).normal(size=40).astype(np.float32)
   errors = [np.abs(soft_rank(x, temperature=t) - stats.rankdata(x)).max()

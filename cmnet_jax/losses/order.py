@@ -5,8 +5,9 @@ so it cannot tell which frame holds which value. Spearman's rho correlates the *
 of the clip's intensities with those of a target curve (the prototype mean: low at onset and
 offset, 1 at the apex), so it rewards the onset -> apex -> offset order and, unlike any
 rank-sum statistic, it changes sign when the curve is inverted. The smooth ranks are those of
-`soft_rank` (R_i = 1/2 + sum_j sigmoid((u_i - u_j) / kappa)); at temperature 0 the result is
-exactly `scipy.stats.spearmanr`.
+`soft_rank` (R_i = 1/2 + sum_j sigmoid((u_i - u_j) / kappa); `ranking.smooth_ranks`, and
+`ranking.exact_ranks` for the target and at temperature 0, where the result is exactly
+`scipy.stats.spearmanr`).
 """
 import functools
 from typing import Optional
@@ -15,24 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from cmnet_jax.losses import validation
-
-
-def _ranks(u, valid, inverse_temperature, exact):
-  """Smooth (or exact, ties averaged) ranks of u among its valid entries; 0 where invalid."""
-  d = u[:, None] - u[None, :]
-  step = 0.5 * (1.0 + jnp.sign(d)) if exact else jax.nn.sigmoid(d * inverse_temperature)
-  ranks = 0.5 + jnp.sum(jnp.where(valid[None, :], step, 0.0), axis=1)
-  return jnp.where(valid, ranks, 0.0)
-
-
-def _standardize(x, valid):
-  """x divided by the standard deviation of its valid entries (1 when they are all equal)."""
-  w = valid.astype(x.dtype)
-  count = jnp.maximum(jnp.sum(w), 1.0)
-  mean = jnp.sum(w * x) / count
-  variance = jnp.sum(w * (x - mean) ** 2) / count
-  positive = variance > jnp.finfo(x.dtype).tiny
-  return x / jnp.where(positive, jnp.sqrt(jnp.where(positive, variance, 1.0)), 1.0)
+from cmnet_jax.losses.ranking import exact_ranks, masked_std, smooth_ranks
 
 
 def _pearson(a, b, valid):
@@ -95,9 +79,9 @@ def soft_spearman(
 def _soft_spearman(x, y, valid, temperature, *, exact, standardize):
   # Exact ranks do not depend on the scale; skipping the division also keeps ties exact (XLA:CPU
   # may divide tied values in different vector lanes with different rounding).
-  u = _standardize(x, valid) if standardize and not exact else x
-  rx = _ranks(u, valid, None if exact else 1.0 / temperature, exact)
-  ry = _ranks(jax.lax.stop_gradient(y), valid, None, True)
+  u = x / masked_std(x, valid) if standardize and not exact else x
+  rx = exact_ranks(u, valid) if exact else smooth_ranks(u, 1.0 / temperature, valid)
+  ry = exact_ranks(jax.lax.stop_gradient(y), valid)
   return _pearson(rx, ry, valid)
 
 

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import erfc
+from jax.scipy.stats import rankdata
 
 from cmnet_jax.losses import validation
 
@@ -37,13 +38,47 @@ def _compare(differences: jax.Array, inverse_temperature: Any, exact: bool) -> j
   return jax.nn.sigmoid(differences * inverse_temperature)
 
 
+def exact_ranks(u: jax.Array, valid: Optional[jax.Array] = None) -> jax.Array:
+  """Average ranks of u among its valid entries (`jax.scipy.stats.rankdata`, ties averaged),
+  0 where invalid; NaN everywhere if a valid entry is NaN. Same dtype as u."""
+  if valid is None:
+    ranks = rankdata(u).astype(u.dtype)
+    return jnp.where(jnp.any(jnp.isnan(u)), jnp.nan, ranks)
+  # Invalid entries rank after every valid (finite) one, so they do not move its rank.
+  ranks = rankdata(jnp.where(valid, u, jnp.inf)).astype(u.dtype)
+  ranks = jnp.where(jnp.any(jnp.isnan(u) & valid), jnp.nan, ranks)
+  return jnp.where(valid, ranks, 0.0)
+
+
+def smooth_ranks(u: jax.Array, inverse_temperature: Any,
+                 valid: Optional[jax.Array] = None) -> jax.Array:
+  """R_i = 1/2 + sum_{j valid} sigmoid((u_i - u_j) / kappa) over the valid entries, 0 where
+  invalid (`inverse_temperature` = 1 / kappa)."""
+  step = _compare(u[:, None] - u[None, :], inverse_temperature, exact=False)
+  if valid is None:
+    return 0.5 + jnp.sum(step, axis=1)
+  ranks = 0.5 + jnp.sum(jnp.where(valid[None, :], step, 0.0), axis=1)
+  return jnp.where(valid, ranks, 0.0)
+
+
+def masked_std(x: jax.Array, valid: jax.Array) -> jax.Array:
+  """Population standard deviation of the valid entries of x (1 when they are all equal)."""
+  weights = valid.astype(x.dtype)
+  count = jnp.maximum(jnp.sum(weights), 1.0)
+  mean = jnp.sum(weights * x) / count
+  variance = jnp.sum(weights * (x - mean) ** 2) / count
+  positive = variance > jnp.finfo(x.dtype).tiny
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, variance, 1.0)), 1.0)
+
+
 def soft_rank(x: jax.Array, *, temperature: float) -> jax.Array:
   """Smooth ranks of a vector (1 = smallest); exact average ranks at `temperature=0`.
 
   R_i = 1 + sum_{j != i} sigmoid((x_i - x_j) / kappa), kappa = `temperature`. Since
   sigmoid(0) = 1/2, R_i = 1/2 + sum_j sigmoid((x_i - x_j) / kappa). At `temperature=0` (a Python
   number) the sigmoid is the step function with value 1/2 at equality, which gives exactly
-  `scipy.stats.rankdata(x)` (ties get the average of their ranks). `temperature` is in the units
+  `scipy.stats.rankdata(x)` (ties get the average of their ranks), computed by sorting
+  (`jax.scipy.stats.rankdata`, O(n log n)). `temperature` is in the units
   of `x`: scale it with the spread of `x` (or standardise `x`) for scale-free behaviour. The
   ranks always sum to n(n+1)/2. Memory and time are O(n^2); lift to batches with `jax.vmap`.
 
@@ -70,8 +105,7 @@ def soft_rank(x: jax.Array, *, temperature: float) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames="exact")
 def _soft_rank(x, temperature, *, exact):
-  inverse = None if exact else 1.0 / temperature
-  return 0.5 + jnp.sum(_compare(x[:, None] - x[None, :], inverse, exact), axis=1)
+  return exact_ranks(x) if exact else smooth_ranks(x, 1.0 / temperature)
 
 
 def _exact_mann_whitney_u(x, y, wx, wy):
@@ -103,13 +137,7 @@ def _smooth_mann_whitney_u(x, y, wx, wy, inverse_temperature, chunk_size):
 
 def _pooled_std(x, y, wx, wy):
   """Population standard deviation of the valid pooled values (1 when they are all equal)."""
-  values = jnp.concatenate([x, y])
-  weights = jnp.concatenate([wx, wy]).astype(x.dtype)
-  count = jnp.maximum(jnp.sum(weights), 1.0)
-  mean = jnp.sum(weights * values) / count
-  variance = jnp.sum(weights * (values - mean) ** 2) / count
-  positive = variance > jnp.finfo(x.dtype).tiny
-  return jnp.where(positive, jnp.sqrt(jnp.where(positive, variance, 1.0)), 1.0)
+  return masked_std(jnp.concatenate([x, y]), jnp.concatenate([wx, wy]))
 
 
 def _smooth_abs(z: jax.Array, delta: float) -> jax.Array:
