@@ -19,7 +19,6 @@ recorded in the workdir's config.json, from where eval, predict, spot and a resu
 from __future__ import annotations
 
 import errno
-import json
 import os
 import sys
 from pathlib import Path
@@ -62,11 +61,12 @@ def _workdir(argv: Sequence[str]) -> Path:
 def _recorded_plugins(workdir: Path) -> list[str]:
   """The plug-ins a workdir's config.json names (a resume imports them before the config file
   runs); [] when there is none or it cannot be read (the run reports that itself)."""
+  from cmnet_jax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
   try:
-    recorded = json.loads((Path(workdir) / "config.json").read_text())
-    return plugins_lib.recorded(recorded) if isinstance(recorded, dict) else []
-  except (OSError, ValueError):
+    recorded = workdir_lib.Workdir(workdir).read_config()
+  except (OSError, ValueError):  # WorkdirError included
     return []
+  return plugins_lib.recorded(recorded or {})
 
 
 def _fail(message: str, code: int) -> None:
@@ -95,8 +95,8 @@ def _define_flags(argv: list[str]):
   else:
     ignored = None
     workdir = _workdir(argv)
-    recorded = _recorded_plugins(workdir) if mode == "train" else []
     try:
+      recorded = _recorded_plugins(workdir) if mode == "train" else []
       plugins_lib.load(recorded, source=f"{workdir / 'config.json'} (key plugins, the "
                        "plug-ins this workdir was trained with)")
     except plugins_lib.PluginError as e:
@@ -194,6 +194,10 @@ def _recorded_config(workdir: Path, given: Optional[ml_collections.ConfigDict],
   """
   from cmnet_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   wd = workdir_lib.Workdir(workdir)
+  raw = wd.read_config()
+  if raw is not None:  # the run's plug-ins first: their keys are part of the recorded config
+    plugins_lib.load(plugins_lib.recorded(raw), source=f"{wd.config_file} (key plugins, the "
+                     "plug-ins this workdir was trained with)")
   recorded = wd.load_config()
   if config_given and given is None:
     print(f"note: using {wd.config_file} (the config this workdir was trained with); the "

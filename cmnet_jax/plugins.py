@@ -3,9 +3,13 @@
 `--plugins=mypkg.mylosses,other` (`run.py`, `cmnet-jax`) imports each module, in order, before
 the config file runs, so what it registers (a loss term with `losses.register_term`, whose
 `loss.*` keys then exist; a database reader; an encoder) is part of the config and of the run.
-A module is found as any Python import is: installed, or in a folder on PYTHONPATH. The run
-records the names in its config.json (top-level key `plugins`, only when there are some), and
-eval, predict, spot and a resume import them again from there.
+A module registers what it adds when it is imported, or in a function `register()` without
+arguments, which `load` calls once after importing it (so that importing the module, e.g. in a
+test, changes nothing; `examples/custom_loss.py` is one). A module is found as any Python import
+is: installed, or in a folder on PYTHONPATH (`PYTHONPATH=.` for the current folder); `run.py`
+also finds those of its checkout (`--plugins=examples.custom_loss`). The run records the names in
+its config.json (top-level key `plugins`, only when there are some), and eval, predict, spot and
+a resume import them again from there.
 
 >>> parse(' mypkg.mylosses , other,mypkg.mylosses', source='--plugins')
 ['mypkg.mylosses', 'other']
@@ -25,6 +29,7 @@ from typing import Any, Iterable, Optional
 from cmnet_jax import errors
 
 KEY = "plugins"  # the config key that records them (config.json)
+_REGISTERED: set[str] = set()  # modules whose register() ran
 _NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
@@ -49,17 +54,21 @@ def load(names: Iterable[str], *, source: str) -> None:
   from (`--plugins`, or a workdir's config.json) in the error."""
   for name in names:
     try:
-      importlib.import_module(name)
+      module = importlib.import_module(name)
+      register = getattr(module, "register", None)
+      if callable(register) and name not in _REGISTERED:
+        register()
+        _REGISTERED.add(name)
     except ModuleNotFoundError as e:
       if e.name and (name == e.name or name.startswith(e.name + ".")):
         raise PluginError(
             f"{source}: no module named {name!r} (looked in: {', '.join(sys.path[:4]) or '.'}"
             f"{' ...' if len(sys.path) > 4 else ''}); install it, or put the folder holding it "
-            "on PYTHONPATH") from None
+            "on PYTHONPATH (PYTHONPATH=. for the current folder)") from None
       raise PluginError(f"{source}: plug-in {name!r} imports a module that is not installed: "
                         f"{e}") from None
     except Exception as e:  # pylint: disable=broad-except  (a user's module: name it)
-      raise PluginError(f"{source}: plug-in {name!r} failed while importing: "
+      raise PluginError(f"{source}: plug-in {name!r} failed while importing or registering: "
                         f"{type(e).__name__}: {e} (python -c 'import {name}' shows where)") from e
 
 

@@ -27,3 +27,18 @@ def test_custom_term_trains_and_is_logged(tmp_path, capsys):
   assert {"peak", "peak_active", "ce", "loss"} <= set(logged)
   assert np.isfinite(logged["peak"]) and logged["peak"] >= 0
   assert "peak" in capsys.readouterr().out
+
+
+def test_the_example_is_a_plugin_whose_keys_reach_the_config():
+  """Way 2 of the example: `--plugins=examples.custom_loss` imports it and calls `register()`
+  (tests/plugins_test.py runs such a plug-in end to end); importing it registered nothing."""
+  from cmnet_jax import plugins  # pylint: disable=g-import-not-at-top
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  assert "peak" not in losses.TERMS and "lambda_peak" not in tiny.get_config().loss
+  try:
+    plugins.load(["examples.custom_loss"], source="--plugins")
+    assert losses.TERMS["peak"] is custom_loss.PEAK
+    config = tiny.get_config()
+    assert (config.loss.lambda_peak, config.loss.peak_margin) == (0.05, 0.1)
+  finally:
+    losses.unregister_term("peak")
