@@ -374,6 +374,8 @@ def test_build_rejects_bad_config():
     build(changed(widths=(4, 5)), 3)
   with pytest.raises(ValueError, match="model.input_mode"):
     build(changed(input_mode="flow"), 3)
+  with pytest.raises(ValueError, match="model.input_mode: expected one of .*'flow'"):
+    prepare_inputs(jnp.zeros((1, 2, 4, 4, 3)), "flow")
   with pytest.raises(ValueError, match="model.dtype"):
     build(changed(dtype="float16"), 3)
   with pytest.raises(ValueError, match="model.pool_grid"):

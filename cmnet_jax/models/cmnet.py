@@ -106,8 +106,6 @@ def prepare_inputs(clips: jax.Array, input_mode: str,
   if clips.ndim != 5 or clips.shape[-1] != 3:
     raise ValueError("clips: expected [batch, time, height, width, 3], got shape "
                      f"{tuple(clips.shape)}")
-  if input_mode not in INPUT_MODES:
-    raise ValueError(f"model.input_mode: expected one of {INPUT_MODES}, got {input_mode!r}")
   x = to_unit_float(clips)
   raw = (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
   if input_mode == "raw":
@@ -120,7 +118,9 @@ def prepare_inputs(clips: jax.Array, input_mode: str,
   diff = DIFFERENCE_SCALE * (x - ref)
   if input_mode == "onset_difference":
     return diff
-  return jnp.concatenate([raw, diff], axis=-1)
+  if input_mode == "both":
+    return jnp.concatenate([raw, diff], axis=-1)
+  raise ValueError(f"model.input_mode: expected one of {INPUT_MODES}, got {input_mode!r}")
 
 
 class CMNet(nn.Module):
