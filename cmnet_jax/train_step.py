@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from cmnet_jax import augment
+from cmnet_jax import config_blocks
 from cmnet_jax import losses
 
 
@@ -260,12 +261,10 @@ def make_train_epoch(model, tx, config: ml_collections.ConfigDict) -> Callable:
 
 
 def _intensity_source(config: ml_collections.ConfigDict) -> str:
-  from cmnet_jax.models import INTENSITY_SOURCES  # pylint: disable=g-import-not-at-top
-  source = config.model.intensity_source
-  if source not in INTENSITY_SOURCES:
-    raise ValueError(f"model.intensity_source: expected one of {INTENSITY_SOURCES}, got "
-                     f"{source!r}")
-  return source
+  """`model.intensity_source`, read (and checked) by its declaration in `models.SPEC`."""
+  from cmnet_jax import models  # pylint: disable=g-import-not-at-top
+  return config_blocks.read_block(config.model, models.SPEC.only("intensity_source"),
+                                  "model")["intensity_source"]
 
 
 def tent_gate(num_frames: int, config: ml_collections.ConfigDict) -> jax.Array:
