@@ -25,6 +25,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from cmnet_jax.config_blocks import non_negative
 from cmnet_jax.losses.terms import Option
 from cmnet_jax.losses.terms import Term
 from cmnet_jax.losses.terms import register_term
@@ -53,5 +54,5 @@ SCALE = register_term(Term(
     "scale", _scale, coefficient=0.0, coefficient_key="lambda_scale",
     doc="scale calibration: squared error of s_t against the prototype mean (values, not ranks)",
     options={"scale_from_frame": Option(
-        1, "first scored frame: 1 leaves out the onset frame (its onset-difference input is zero)"
-    )}))
+        1, "first scored frame: 1 leaves out the onset frame (its onset-difference input is zero)",
+        check=non_negative)}))
