@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 from scipy import stats
+from tqdm import tqdm
 from sklearn import metrics as skm
 
 from cmnet_jax import metrics
 from cmnet_jax import reports
+from cmnet_jax.reports import tensorboard
 from cmnet_jax.testing import megc_log
 
 
@@ -208,6 +210,53 @@ def test_tensorboard_scalars_read_back(tmp_path):
                                           (2, "loss/ce", 0.5), (2, "loss/total", 0.5)]
 
 
+def _session(logdir, steps, restart=None, **kwargs):
+  with reports.ScalarWriter(logdir, **kwargs) as tb:
+    if restart is not None:
+      tb.restart(restart)
+    for step in steps:
+      tb.write(step, {"loss/mean": float(step)})
+      tb.flush()
+
+
+def test_a_resumed_session_adds_a_file_after_a_restart_mark_and_tensorboard_order_holds(tmp_path):
+  logdir = tmp_path / "tb"
+  reports.ScalarWriter(logdir).close()                  # writes nothing: makes no file
+  assert list(logdir.iterdir()) == []
+  _session(logdir, [1, 2], restart=1)                   # fresh: no mark
+  _session(logdir, [2, 3], restart=2)                   # resumed from step 1's checkpoint
+  _session(logdir, [4], restart=4, suffix=".process001")
+  files = [p.name for p in tensorboard.event_files(logdir)]
+  assert len(files) == 3 and files[2].endswith(".process001")
+  got = tensorboard.read_events(logdir)
+  assert [(s, t) for s, t, _ in got] == [(1, "loss/mean"), (2, "loss/mean"), (2, "<start>"),
+                                         (2, "loss/mean"), (3, "loss/mean"), (4, "<start>"),
+                                         (4, "loss/mean")]
+  # The library's own framing, read independently, holds the same scalars.
+  assert [r for f in tensorboard.event_files(logdir) for r in _read_events(f)] == [
+      (s, t, v) for s, t, v in got if t != "<start>"]
+
+
+def test_a_folder_from_the_earlier_writer_is_read_first_and_a_cut_record_is_dropped(tmp_path):
+  """Workdirs written before tensorboardX's writer hold one `events.out.tfevents.cmnet_jax`
+  (the same framing); a resume renames it to sort first, so TensorBoard's restart mark drops
+  its stale steps. A record cut off by a kill ends what is read of that file."""
+  logdir = tmp_path / "tb"
+  _session(logdir, [1, 2, 3])
+  (made,) = tensorboard.event_files(logdir)
+  legacy = logdir / tensorboard.EVENT_FILE
+  made.rename(legacy)
+  with open(legacy, "ab") as f:                         # killed while writing step 4
+    f.write(b"\x30\x00\x00\x00\x00\x00\x00\x00\x01\x02")
+  assert [s for s, _, _ in tensorboard.read_events(legacy)] == [1, 2, 3]
+  _session(logdir, [3, 4], restart=3)                   # resumed from step 2's checkpoint
+  names = [p.name for p in tensorboard.event_files(logdir)]
+  assert names[0] == tensorboard.LEGACY_RENAME and len(names) == 2
+  assert [(s, t) for s, t, _ in tensorboard.read_events(logdir)] == [
+      (1, "loss/mean"), (2, "loss/mean"), (3, "loss/mean"), (3, "<start>"), (3, "loss/mean"),
+      (4, "loss/mean")]
+
+
 def test_results_table_numbers():
   rs = np.random.RandomState(3)
   labels, preds = rs.randint(0, 3, 40), rs.randint(0, 3, 40)
@@ -239,21 +288,37 @@ class _Tty(io.StringIO):
 
 
 def test_progress_eta_and_throttling():
+  """A log (no terminal): whole lines, no '\\r' and no bar, one per epoch at most every
+  `min_interval` s plus each group's last; the ETA is the median epoch times the epochs left."""
   clock, out = _FakeClock(), io.StringIO()
   p = reports.Progress(3, 4, stream=out, min_interval=25.0, clock=clock)
   p.skip(1)
   for epoch, secs in zip((1, 2, 3, 4), (30.0, 10.0, 12.0, 11.0)):
     clock.t += secs
     p.update(0, epoch, 2.0 / epoch, secs)
-  lines = out.getvalue().splitlines()
+  p.close()
+  text = out.getvalue()
+  assert "\r" not in text and "\x1b" not in text and "|█" not in text
+  lines = text.splitlines()
   # epoch 2 (10 s after the printed epoch 1) is throttled; 3 is 22 s after: throttled too.
   assert [l.split(" | ")[1] for l in lines[1:]] == ["epoch 1/4", "epoch 4/4"]
   assert "finished earlier" in lines[0]
+  # 30 s x (3 epochs left in group 0 + 4 in group 2)
+  assert lines[1] == "group 1/3 | epoch 1/4 | loss 2.0000 | 30.00s/epoch | ETA 03:30"
   # After group 0 ends: median(30, 10, 12, 11) = 11.5 s x 4 epochs of group 2 (group 1 skipped).
-  assert lines[-1].endswith("ETA " + str(__import__("datetime").timedelta(seconds=46)))
-  assert p.eta(0, 4) == pytest.approx(11.5 * 4)
+  assert lines[-1].endswith(f"| 11.50s/epoch | ETA {tqdm.format_interval(46)}")
+  assert p.eta() == pytest.approx(11.5 * 4)
+  # A group resumed at epoch 3 of 4: its first two epochs are not left to train.
+  q = reports.Progress(2, 4, stream=io.StringIO(), clock=clock)
+  q.update(0, 3, 1.0, 5.0)
+  assert q.eta() == pytest.approx(5.0 * (1 + 4))
   tty = _Tty()
-  q = reports.Progress(1, 2, stream=tty, clock=clock)
-  q.update(0, 1, 1.0, 1.0)
-  q.close()
-  assert tty.getvalue().startswith("\rgroup 1/1 | epoch 1/2") and tty.getvalue().endswith("\n")
+  r = reports.Progress(1, 2, stream=tty, clock=clock)
+  r.update(0, 1, 1.0, 1.0)
+  r.update(0, 2, 1.0, 1.0)
+  r.close()
+  drawn = tty.getvalue()
+  assert "\rgroup 1/1 | epoch 1/2 | loss 1.0000 |#####" in drawn  # a redrawn bar
+  assert "\rgroup 1/1 | epoch 2/2 | loss 1.0000 |  1.00s/epoch | ETA 00:00\n" in drawn  # kept
+
+

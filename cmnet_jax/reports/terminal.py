@@ -1,12 +1,13 @@
-"""Terminal output: the final results table and a progress printer (fold group, epoch, loss, ETA).
+"""Terminal output: the final results table and the training progress (fold group, epoch, loss,
+time per epoch, ETA), through tqdm.
 
-Plain text only. On a terminal the progress line is redrawn in place ('\\r'); when stdout is a
-file or a pipe (cluster logs) it prints whole lines, at most one every `min_interval` seconds
-plus the last epoch of each group, so logs stay short and readable.
+On a terminal tqdm's bar is redrawn in place, and each fold group's last epoch stays as a line
+above it. When stdout is a file or a pipe (cluster and CI logs) there is no bar and no '\\r':
+whole lines, one per epoch at most every `min_interval` seconds plus the last epoch of each
+group, so logs stay short and readable.
 """
 from __future__ import annotations
 
-import datetime
 import statistics
 import sys
 import time
@@ -41,12 +42,37 @@ def format_results_table(rows: Mapping[str, Mapping[str, Any]], *,
   return "\n".join(lines)
 
 
-def _clock(seconds: float) -> str:
-  return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
+class _Null:
+  """Where the bar draws when it is not on a terminal: nowhere (`Progress` prints its lines)."""
+
+  def write(self, _):
+    pass
+
+  def flush(self):
+    pass
+
+
+def _bar_class():
+  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+
+  class Bar(tqdm):  # pylint: disable=abstract-method
+    """tqdm with the ETA from the median epoch (set in `rate`), robust to the first epoch's
+    compilation, where tqdm's own estimate is a moving average of every epoch."""
+    monitor_interval = 0  # no monitor thread
+    rate = None
+
+    @property
+    def format_dict(self):
+      d = super().format_dict
+      if self.rate:
+        d["rate"] = self.rate
+      return d
+
+  return Bar
 
 
 class Progress:
-  """Prints `group g/G | epoch e/E | loss x | s/epoch | ETA h:mm:ss` as training goes.
+  """Shows `group g/G | epoch e/E | loss x | s/epoch | ETA` as training goes (tqdm).
 
   The ETA is the median seconds per epoch seen so far (robust to the first epoch's compile time)
   times the epochs left in this and the later, unfinished groups.
@@ -56,8 +82,11 @@ class Progress:
   >>> p = Progress(2, 3, stream=out)
   >>> p.update(0, 1, 1.5, seconds=10.0)
   >>> print(out.getvalue(), end='')
-  group 1/2 | epoch 1/3 | loss 1.5000 | 10.0 s/epoch | ETA 0:00:50
+  group 1/2 | epoch 1/3 | loss 1.5000 | 10.00s/epoch | ETA 00:50
   """
+
+  BAR_FORMAT = "{desc} | {rate_inv_fmt} | ETA {remaining}"
+  TTY_BAR_FORMAT = "{desc} |{bar:20}| {rate_inv_fmt} | ETA {remaining}"
 
   def __init__(self, num_groups: int, num_epochs: int, *, stream: TextIO | None = None,
                min_interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
@@ -69,25 +98,27 @@ class Progress:
     self.min_interval = min_interval
     self._clock = clock
     self._durations: list[float] = []
-    self._done: set[int] = set()
+    self._last_epoch: dict[int, int] = {}
     self._last_print = -float("inf")
     self._last_time: float | None = None
-    self._open_line = False
     isatty = getattr(self.stream, "isatty", None)
     self.interactive = bool(isatty and isatty())
+    self._bar = _bar_class()(
+        total=num_groups * num_epochs, unit="epoch", file=self.stream if self.interactive
+        else _Null(), bar_format=self.TTY_BAR_FORMAT if self.interactive else self.BAR_FORMAT,
+        mininterval=0, leave=False, position=0,
+        desc=f"group 1/{num_groups} | epoch 0/{num_epochs}")
 
-  def eta(self, group: int, epoch: int) -> float | None:
-    """Seconds left after `epoch` of `group` (None before any epoch was timed)."""
+  def eta(self) -> float | None:
+    """Seconds left (None before any epoch was timed)."""
     if not self._durations:
       return None
-    later = sum(1 for g in range(group + 1, self.num_groups) if g not in self._done)
-    left = (self.num_epochs - epoch) + later * self.num_epochs
-    return statistics.median(self._durations) * left
+    return statistics.median(self._durations) * (self._bar.total - self._bar.n)
 
   def skip(self, group: int) -> None:
     """Marks `group` as finished by an earlier run (resumed workdir)."""
-    self._done.add(group)
-    self._write(f"group {group + 1}/{self.num_groups} | finished earlier, skipped", force=True)
+    self._bar.total -= self.num_epochs
+    self._line(f"group {group + 1}/{self.num_groups} | finished earlier, skipped", force=True)
 
   def update(self, group: int, epoch: int, loss: float, seconds: float | None = None) -> None:
     """Records that `epoch` (1-based) of `group` (0-based) finished with mean loss `loss`.
@@ -100,30 +131,33 @@ class Progress:
     self._last_time = now
     if seconds is not None:
       self._durations.append(float(seconds))
-    if epoch >= self.num_epochs:
-      self._done.add(group)
-    eta = self.eta(group, epoch)
-    rate = f"{seconds:.1f} s/epoch" if seconds is not None else "-- s/epoch"
-    self._write(f"group {group + 1}/{self.num_groups} | epoch {epoch}/{self.num_epochs} | "
-                f"loss {loss:.4f} | {rate} | ETA {_clock(eta) if eta is not None else '--'}",
-                force=epoch >= self.num_epochs)
+      self._bar.rate = 1.0 / max(statistics.median(self._durations), 1e-9)
+    # Epochs of this group trained by an earlier run (resumed from a checkpoint): not left.
+    self._bar.total -= max(epoch - 1 - self._last_epoch.get(group, 0), 0)
+    self._last_epoch[group] = epoch
+    self._bar.set_description_str(f"group {group + 1}/{self.num_groups} | epoch {epoch}/"
+                                  f"{self.num_epochs} | loss {loss:.4f}", refresh=False)
+    self._bar.update(1)  # redraws the bar on a terminal
+    last = epoch >= self.num_epochs
+    if self.interactive:
+      if last:  # the group's last epoch stays on the screen
+        self._line(self._text(), force=True)
+    else:
+      self._line(self._text(), force=last)
 
-  def _write(self, line: str, *, force: bool) -> None:
+  def _text(self) -> str:
+    return self._bar.format_meter(**{**self._bar.format_dict, "bar_format": self.BAR_FORMAT})
+
+  def _line(self, line: str, *, force: bool) -> None:
     now = self._clock()
     if self.interactive:
-      self.stream.write("\r" + line.ljust(79))
-      self._open_line = True
-      if force:
-        self.stream.write("\n")
-        self._open_line = False
+      self._bar.write(line, file=self.stream)
     elif force or now - self._last_print >= self.min_interval:
       self.stream.write(line + "\n")
       self._last_print = now
     self.stream.flush()
 
   def close(self) -> None:
-    """Ends an open in-place line."""
-    if self._open_line:
-      self.stream.write("\n")
-      self._open_line = False
+    """Clears the bar from a terminal."""
+    self._bar.close()
     self.stream.flush()
