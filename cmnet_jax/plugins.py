@@ -2,7 +2,9 @@
 
 `--plugins=mypkg.mylosses,other` (`run.py`, `cmnet-jax`) imports each module, in order, before
 the config file runs, so what it registers (a loss term with `losses.register_term`, whose
-`loss.*` keys then exist; a database reader; an encoder) is part of the config and of the run.
+`loss.*` keys then exist) is part of the config and of the run. (Database readers are found in
+`cmnet_jax/datasets/` only, and `model.encoder`'s choices are fixed when `cmnet_jax.models` is
+imported: neither can be added this way yet.)
 A module registers what it adds when it is imported, or in a function `register()` without
 arguments, which `load` calls once after importing it (so that importing the module, e.g. in a
 test, changes nothing; `examples/custom_loss.py` is one). A module is found as any Python import
