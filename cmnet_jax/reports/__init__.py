@@ -3,8 +3,8 @@
 - `files`: `results.json`, `per_subject.csv`, `predictions.txt` (MEGC log), atomic writes;
 - `intensity`: Spearman agreement of learned intensities with the prototype / true intensity;
 - `plots`: `confusion_matrix.png`, `intensity_curves.png`, `training_curves.png`;
-- `tensorboard`: `ScalarWriter` (one TensorBoard event stream per run), `read_events`;
-- `terminal`: the results table and the `Progress` printer.
+- `tensorboard`: `ScalarWriter` (tensorboardX's event files, one per session), `read_events`;
+- `terminal`: the results table and the `Progress` printer (tqdm).
 
 Public names load lazily, so importing the package does not import matplotlib or tensorboardX.
 
