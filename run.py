@@ -2,7 +2,7 @@
 
     python run.py                                    # LOSO on the built-in synthetic set
     python run.py --config=configs/casme2.py --config.data.root=/data/CASME2
-    python run.py --config=configs/synthetic.py:quick --workdir=runs/quick   # or --config=synthetic:quick
+    python run.py --config=configs/synthetic.py:quick --workdir=runs/quick  # = synthetic:quick
     python run.py --plugins=mypkg.mylosses --config=configs/tiny.py --config.loss.lambda_peak=0.1
     python run.py --mode=eval --workdir=runs/synthetic         # re-evaluate from checkpoints
     python run.py --mode=predict --workdir=runs/synthetic --frames=/path/to/clip_folder

@@ -113,7 +113,8 @@ def _define_flags(argv: list[str]):
     plugins_lib.record(config, list(dict.fromkeys(recorded + given)))
     config_args.strip(argv, keep_overrides=True)  # the file was read; absl sets the overrides
     holder = config_flags.DEFINE_config_dict(
-        "config", config, f"Config: a shipped config by name ({', '.join(config_args.config_names())}"
+        "config", config, "Config: a shipped config by name ("
+        f"{', '.join(config_args.config_names())}"
         "; name:variant, e.g. synthetic:quick) or a config file (configs/casme2.py:quick); "
         "Python, run as code: pass only files you trust.", lock_config=True, sys_argv=argv)
     flags.FLAGS["config"].default_as_str = repr(DEFAULT_CONFIG)  # not the whole config in --help
@@ -151,7 +152,8 @@ def _main(argv: list[str], original: list[str], holder, ignored) -> int:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
   if not f["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; --verbosity=0 shows them
+    # Orbax logs every save at INFO; --verbosity=0 shows them.
+    logging.set_verbosity(logging.WARNING)
   workdir = _workdir(original)
   config_given = (bool(ignored) or config_args.config_path(original, "") != ""
                   or bool(config_args.override_keys(original)))
@@ -159,7 +161,9 @@ def _main(argv: list[str], original: list[str], holder, ignored) -> int:
   mode = f.mode
   if mode in ("train", "eval"):  # Ctrl-C stops at once, compiling included
     from cmnet_jax import interrupt  # pylint: disable=g-import-not-at-top
-    interrupt.stop_promptly(lambda: interrupt.resume_message(workdir, original[:], mode))
+    again = (["-m", "cmnet_jax", *original[1:]] if original[0].endswith("__main__.py")
+             else original[:])  # the command that resumes, as typed
+    interrupt.stop_promptly(lambda: interrupt.resume_message(workdir, again, mode))
   return run(mode, config, workdir, frames=f.frames, onset=f.onset, apex=f.apex,
              offset=f.offset, fold=f.fold, out=f.out, config_given=config_given)
 

@@ -227,12 +227,3 @@ def problems(argv: Sequence[str], default: str, flag: str = "config", *,
     out.append(f"--{flag}.{key}: {_short(path_arg.partition(':')[0])} has no key {plain}; {hint} "
                f"({where}: {', '.join(siblings)})")
   return out
-
-
-def exit_on_problems(argv: Sequence[str], default: str, flag: str = "config") -> None:
-  """Prints `error: <problem>` for each problem and exits with status 2; returns if none."""
-  found = problems(argv, default, flag)
-  for line in found:
-    print(f"error: {line}", file=sys.stderr)
-  if found:
-    sys.exit(2)

@@ -62,8 +62,9 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     from skimage import transform  # pylint: disable=import-outside-toplevel  (align extra)
   except ImportError as e:
     from cmnet_jax.align import face  # pylint: disable=import-outside-toplevel
-    raise face.MissingPackagesError(f"the face alignment needs scikit-image ({e}); install the "
-                                    f"alignment packages: pip install -r {face.REQUIREMENTS}") from e
+    raise face.MissingPackagesError(
+        f"the face alignment needs scikit-image ({e}); install the alignment packages: pip "
+        f"install -r {face.REQUIREMENTS}") from e
   src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
   if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
     raise ValueError(f"need matching point sets [n >= 2, 2], got {src.shape} and {dst.shape}")

@@ -113,7 +113,8 @@ class ScalarWriter:
 
   def _open(self):
     if self._writer is None:
-      from tensorboardX.event_file_writer import EventsWriter  # pylint: disable=import-outside-toplevel
+      # pylint: disable-next=import-outside-toplevel
+      from tensorboardX.event_file_writer import EventsWriter
       legacy = self.logdir / (EVENT_FILE + self.suffix)
       if legacy.is_file() and not legacy.is_symlink():
         legacy.rename(self.logdir / (LEGACY_RENAME + self.suffix))
