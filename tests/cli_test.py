@@ -192,3 +192,17 @@ def test_a_tilde_in_the_workdir_flag_is_the_home_folder(tmp_path):
                      env={**os.environ, "HOME": str(tmp_path / "home")})
   assert r.returncode == 1 and f"{tmp_path}/home/run/config.json does not exist" in r.stderr
   assert not (tmp_path / "~").exists()
+
+
+def test_the_command_lists_its_flags_and_the_shipped_configs(tmp_path):
+  """`python -m cmnet_jax` (= `cmnet-jax`) from another folder: --helpshort shows the flags of
+  run.py, the configs by name and the default config's name (not the whole config)."""
+  import os  # pylint: disable=g-import-not-at-top
+  r = subprocess.run([sys.executable, "-m", "cmnet_jax", "--helpshort"], cwd=tmp_path,
+                     capture_output=True, text=True, timeout=300,
+                     env={**os.environ, "PYTHONPATH": str(ROOT)})
+  assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr   # absl's help exits 1
+  for flag in ("--config", "--workdir", "--mode", "--plugins", "--frames", "--fold", "--out"):
+    assert f"  {flag}:" in r.stdout, flag
+  assert "(casme2, casme3, megc2019, samm, smic, synthetic, tiny;" in " ".join(r.stdout.split())
+  assert "(default: 'synthetic')" in r.stdout and "train_jitter_copies" not in r.stdout
