@@ -80,17 +80,29 @@ def complete_steps(directory) -> list[int]:
   (Orbax's temporaries have other names); on object storage only those holding Orbax's
   `commit_success.txt` (an interrupted save there has the number's name but no commit file)."""
   d = as_path(directory)
+  remote = is_remote(d)
+  if remote:
+    fresh_listings(d)
   if not d.is_dir():
     return []
-  remote = is_remote(d)
   return sorted(int(p.name) for p in d.iterdir()
                 if p.name.isdigit() and p.is_dir() and (not remote or (p / COMMIT_FILE).exists()))
+
+
+def fresh_listings(path) -> None:
+  """Drops gcsfs's cached listings, which can miss what another process (or Orbax's tensorstore,
+  which writes without gcsfs) wrote since."""
+  import fsspec  # pylint: disable=g-import-not-at-top
+  fsspec.filesystem(os.fspath(path).split("://", 1)[0]).invalidate_cache()
 
 
 def uncommitted_steps(directory) -> list:
   """Step folders on object storage that an interrupted save left without a commit file."""
   d = as_path(directory)
-  if not is_remote(d) or not d.is_dir():
+  if not is_remote(d):
+    return []
+  fresh_listings(d)
+  if not d.is_dir():
     return []
   return sorted((p for p in d.iterdir()
                  if p.name.isdigit() and p.is_dir() and not (p / COMMIT_FILE).exists()),
@@ -140,8 +152,9 @@ class RunMarker:
     """Uploads the marker if its generation is `if_generation` ('0': absent); its new
     generation. FileExistsError when the precondition fails (HTTP 412)."""
     location = self.fs._location  # pylint: disable=protected-access  # the endpoint (or emulator)
-    out = self.fs.call("POST", f"{location}/upload/storage/v1/b/{{}}/o", self.bucket, uploadType="media", name=self.name,
-                       ifGenerationMatch=if_generation, data=self._payload(), json_out=True)
+    out = self.fs.call("POST", f"{location}/upload/storage/v1/b/{{}}/o", self.bucket,
+                       uploadType="media", name=self.name, ifGenerationMatch=if_generation,
+                       data=self._payload(), json_out=True)
     return str(out.get("generation", ""))
 
   def _read(self) -> tuple[Optional[dict], Optional[str], float]:

@@ -373,11 +373,22 @@ def _gather(layout: parallel.FoldLayout, mine: list[dict]) -> list[dict]:
   training, outside any jitted step (every process's arrays of a group have the same shapes,
   the layout being the same), instead of reading the other processes' files: hosts of a pod
   share no disk. If a process died, JAX's coordination service stops the others once its
-  heartbeat is missed (`CMNET_HEARTBEAT_TIMEOUT_S`, see `maybe_initialize_distributed`)."""
+  heartbeat is missed (`CMNET_HEARTBEAT_TIMEOUT_S`, see `maybe_initialize_distributed`); a live
+  one is waited for up to CMNET_GATHER_TIMEOUT_S (default 7 days)."""
   if layout.process_count == 1:
     return mine
+  from jax._src import distributed  # pylint: disable=g-import-not-at-top  # its client's barrier
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  gathered = multihost_utils.process_allgather({str(g): arrays for g, arrays in enumerate(mine)})
+  # First the coordination service's barrier: a process that finished its groups long before
+  # the others (a resumed one skips them) would else fail the collective's own 30 s set-up
+  # ("Gloo context initialization failed: ... GetKeyValue() timed out").
+  client = distributed.global_state.client
+  if client is not None:
+    print(f"process {layout.process_index}: fold groups done; waiting for the other processes",
+          flush=True)
+    client.wait_at_barrier("cmnet_jax_gather", timeout_in_ms=int(1000 * float(
+        os.environ.get("CMNET_GATHER_TIMEOUT_S", 7 * 24 * 3600))))
+  gathered = multihost_utils.process_allgather({str(g): a for g, a in enumerate(mine)})
   return [{k: np.asarray(v[p]) for k, v in gathered[str(g)].items()}
           for g in range(len(mine)) for p in range(layout.process_count)]
 

@@ -185,6 +185,11 @@ def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
     raise
 
 
+def _stamp(path: Path) -> tuple[int, int]:
+  st = path.stat()
+  return st.st_size, st.st_mtime_ns
+
+
 class GroupFile(NamedTuple):
   """A finished fold group's file."""
   group: int
@@ -255,15 +260,20 @@ class Workdir:
         p.unlink()
     for name in sorted(names):
       (local / name).write_bytes((remote / name).read_bytes())
+    # What was fetched is published again only once this process changed it: the other
+    # processes' event files, fetched too, stay theirs.
+    self._fetched = {p.name: _stamp(p) for p in local.iterdir()}
 
   def publish_tensorboard(self) -> None:
     """Object storage: copies the host-local event files to the workdir's tensorboard/ (each
     one upload, whole). Local: nothing (they are written there)."""
     if not self.remote or not self.tensorboard_dir.is_dir():
       return
+    fetched = getattr(self, "_fetched", {})
     for p in sorted(self.tensorboard_dir.iterdir()):
-      if p.is_file():
+      if p.is_file() and fetched.get(p.name) != _stamp(p):
         storage.write_bytes(self.path / "tensorboard" / p.name, p.read_bytes())
+        fetched.pop(p.name, None)
 
   # -- the folder and its lock ----------------------------------------------------------------
   def create(self) -> None:
@@ -422,6 +432,8 @@ class Workdir:
   # -- what is trained ------------------------------------------------------------------------
   def group_files(self) -> list[GroupFile]:
     """The finished fold groups' files, sorted."""
+    if self.remote:
+      storage.fresh_listings(self.path)
     out = []
     for p in sorted((self.path / "folds").glob("group*_process*.npz")):
       g, _, q = p.stem[len("group"):].partition("_process")

@@ -7,8 +7,9 @@ TENSORSTORE_GCS_HTTP_URL. Nothing is mocked.
     session's `tiny_run`), eval and predict from it, the run marker refusing a second command;
 (b) two processes (jax.distributed on localhost, 2 host devices each), each in its own private
     folder as cwd and host-local cache: the predictions of one process;
-(c) one of two processes killed with SIGKILL mid-run: the other stops (JAX's coordination
-    service, heartbeat), both rerun: the finished fold group is skipped, predictions identical.
+(c) one of two processes killed with SIGKILL mid-run: the other finishes its fold groups and
+    is stopped at the gather (JAX's coordination service, heartbeat); both rerun: the finished
+    fold group is skipped, the predictions identical.
 (d), the two processes on a shared local folder, is tests/train_test.py's.
 """
 import json
@@ -20,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pytest
 
@@ -47,7 +49,7 @@ def emulator(tmp_path_factory):
   if not exe.exists():
     pytest.fail("gcp-storage-emulator is not installed: pip install -r requirements-test.txt")
   port = _free_port()
-  log = open(tmp_path_factory.mktemp("emulator") / "log.txt", "wb")  # pylint: disable=consider-using-with
+  log = open(tmp_path_factory.mktemp("emulator") / "log.txt", "wb")  # pylint: disable=R1732
   proc = subprocess.Popen([str(exe), "start", "--host", "127.0.0.1", "--port", str(port),
                            "--default-bucket", BUCKET, "--in-memory"], stdout=log,
                           stderr=subprocess.STDOUT)
@@ -69,7 +71,6 @@ def emulator(tmp_path_factory):
   os.environ.update(env)
   # gcsfs warns on every call that it finds no Google credentials (the emulator needs none).
   logging.getLogger("gcsfs").setLevel(logging.ERROR)
-  import fsspec  # pylint: disable=g-import-not-at-top
   fsspec.filesystem("gs").clear_instance_cache()  # a gcsfs made before would point elsewhere
   try:
     yield env
@@ -163,18 +164,25 @@ def _launch(url, pid, port, cwd, env, extra=()):
          "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "CMNET_NUM_PROCESSES": "2",
          "CMNET_PROCESS_ID": str(pid), "CMNET_LOCAL_DIR": str(cwd / "cache"),  # its own disk
          "CMNET_HEARTBEAT_TIMEOUT_S": "5", "CMNET_MARKER_STALE_S": "4",
-         "CMNET_MARKER_REFRESH_S": "1"}
+         "CMNET_MARKER_REFRESH_S": "1", "PYTHONUNBUFFERED": "1"}
   cwd.mkdir(parents=True, exist_ok=True)
   cmd = [sys.executable, str(ROOT / "run.py"), f"--config={ROOT / 'configs' / 'tiny.py'}",
          f"--workdir={url}", *extra]
-  return subprocess.Popen(["timeout", "-k", "10", "400", *cmd], cwd=cwd, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  # Not through `timeout`: a SIGKILL must reach the run itself.
+  return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
 
 
 def _both(url, tmp_path, emulator, extra=()):
   port = _free_port()
   procs = [_launch(url, pid, port, tmp_path / f"host{pid}", emulator, extra) for pid in range(2)]
-  outs = [p.communicate()[0].decode() for p in procs]
+  try:
+    outs = [p.communicate(timeout=400)[0].decode() for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
   assert [p.returncode for p in procs] == [0, 0], "\n".join(outs)
   return outs
 
@@ -193,25 +201,70 @@ def test_two_processes_with_no_shared_folder_equal_one_process(emulator, tiny_ru
 
 def test_a_killed_process_stops_the_other_and_both_resume(emulator, tiny_run, tmp_path):
   url = f"gs://{BUCKET}/killed"
-  one_device = ["--config.train.num_devices=1"]  # 2 fold groups: one can finish before the kill
+  # One fold on one device per process: 2 fold groups, the first finished before the kill.
+  one_device = ["--config.train.num_devices=1", "--config.train.folds_per_device=1"]
   wd = workdir_lib.Workdir(url)
   port = _free_port()
   procs = [_launch(url, pid, port, tmp_path / "first" / f"host{pid}", emulator, one_device)
            for pid in range(2)]
-  deadline = time.monotonic() + 400
-  target = wd.group_file(0, 1)
-  while not target.exists() and procs[1].poll() is None and time.monotonic() < deadline:
-    time.sleep(0.05)
-  procs[1].kill()
-  killed = procs[1].communicate()[0].decode()
-  assert target.exists(), killed
-  t0 = time.monotonic()
-  other = procs[0].communicate(timeout=120)[0].decode()
-  assert procs[0].returncode != 0, other
-  assert "heartbeat" in other, other      # JAX's coordination service named the dead task
-  assert time.monotonic() - t0 < 90
-  assert not wd.is_finished(), "the run finished before it could be killed"
+  try:
+    _kill_one_mid_run(wd, procs)
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
   time.sleep(4)  # the killed run's markers count as abandoned 4 s after their last refresh
   outs = _both(url, tmp_path / "second", emulator, one_device)
-  assert "finished earlier, skipped" in outs[1], outs[1]
+  assert "group 1/2 | finished earlier, skipped" in outs[0], outs[0]
+  assert "group 1/2 | finished earlier, skipped" not in outs[1], outs[1]
   _same_as_reference(url, tiny_run[0])
+
+
+def _kill_one_mid_run(wd, procs):
+  # Process 1 killed as it prints the last epoch of its first fold group (before it saves it).
+  # Nothing communicates during training: process 0 finishes its fold groups alone, then waits
+  # at the gather for the dead process and is stopped by JAX's coordination service.
+  mark = b"group 1/2 | epoch 2/2"
+  seen, deadline = b"", time.monotonic() + 400
+  while mark not in seen and time.monotonic() < deadline:
+    chunk = os.read(procs[1].stdout.fileno(), 4096)
+    if not chunk:
+      break
+    seen += chunk
+  procs[1].kill()
+  killed = (seen + procs[1].communicate()[0]).decode()
+  assert mark in seen, killed
+  t0 = time.monotonic()
+  other = procs[0].communicate(timeout=120)[0].decode()
+  assert procs[0].returncode != 0 and time.monotonic() - t0 < 90, other
+  assert "stopped sending heartbeats" in other, other  # the coordination service names it
+  assert not wd.is_finished(), other
+  assert wd.group_file(0, 0).exists() and not wd.group_file(0, 1).exists(), other
+
+
+def test_sigterm_after_jax_distributed_starts_stops_the_run_and_removes_its_marker(
+    emulator, tmp_path):
+  """Issue 25: with jax.distributed started, JAX's preemption service caught SIGTERM and the run
+  carried on (`timeout` could not stop it). One process of a distributed run, started as each
+  process of a pod is: SIGTERM during the first compilation ends it at once, exit 143, and its
+  run marker goes with it (the next command is not refused)."""
+  url = f"gs://{BUCKET}/term"
+  wd = workdir_lib.Workdir(url)
+  env = {**os.environ, **emulator, "PYTHONPATH": str(ROOT), "CMNET_DISTRIBUTED": "1",
+         "JAX_COORDINATOR_ADDRESS": f"localhost:{_free_port()}", "CMNET_NUM_PROCESSES": "1",
+         "CMNET_PROCESS_ID": "0", "CMNET_LOCAL_DIR": str(tmp_path / "cache")}
+  proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"),
+                           f"--config={ROOT / 'configs' / 'tiny.py'}", f"--workdir={url}"],
+                          cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  deadline = time.monotonic() + 300
+  while not wd.config_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.1)            # config.json is written once the data loaded: compiling next
+  assert wd.lock_file(0).exists()
+  proc.terminate()
+  sent = time.monotonic()
+  out = proc.communicate(timeout=120)[0]
+  assert proc.returncode == 143 and time.monotonic() - sent < 10, out
+  assert "interrupted (SIGTERM)" in out and "Traceback" not in out, out
+  assert not wd.lock_file(0).exists(), out
