@@ -114,21 +114,20 @@ def config_diff(old: dict, new: dict, defaults: Optional[dict] = None) -> list[s
 def config_defaults(recorded: dict) -> dict[str, Any]:
   """{'block.key': default} of every key the code now reads, for the database and scale of a
   recorded config: `configs/common.py`'s `base_config` (the file where every key is declared
-  with its default, loss terms included), {} when this checkout has no configs/common.py.
+  with its default, loss terms included; installed as `cmnet_jax.configs.common`), {} when
+  there is none.
 
   A key added to the code takes a default that keeps the earlier behaviour (e.g. a new loss
   term's coefficient 0), so a config recorded before it existed is that default, not a
   difference (issue 23): older workdirs stay resumable, re-printable and evaluable.
   """
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  file = Path(__file__).resolve().parents[1] / "configs" / "common.py"
-  module = sys.modules.get("configs.common")
-  if module is None or Path(getattr(module, "__file__", "")).resolve() != file:
-    if not file.is_file():
-      return {}
-    spec = importlib.util.spec_from_file_location("cmnet_jax_config_defaults", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+  import importlib  # pylint: disable=g-import-not-at-top
+  from cmnet_jax import config_args  # pylint: disable=g-import-not-at-top
+  try:  # the checkout's configs/, or the installed cmnet_jax/configs (pip install .)
+    config_args.configs_package()
+  except FileNotFoundError:
+    return {}
+  module = importlib.import_module(f"{config_args.CONFIGS_PACKAGE}.common")
   data, model = recorded.get("data") or {}, recorded.get("model") or {}
   scale = "paper" if model.get("encoder") == "resnet18" else "small"
   return flatten(module.base_config(str(data.get("name", "synthetic")), scale).to_dict())
