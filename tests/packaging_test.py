@@ -58,7 +58,9 @@ def test_the_built_package_holds_the_configs_and_the_command_and_loads_them_by_n
           "  c, problem = config_args.load(arg)\n"
           "  print(arg, problem, c and (c.data.name, c.train.num_epochs))\n"
           "print(cmnet_jax.__file__); print(sys.modules['cmnet_jax.configs'].__file__)\n"
-          "print('configs' in sys.modules)")
+          "print('configs' in sys.modules)\n"
+          "from cmnet_jax import workdir\n"   # defaults for keys an older config.json lacks
+          "print(workdir.config_defaults({'data': {'name': 'casme2'}})['data.name'])")
   r = subprocess.run([sys.executable, "-c", code, "synthetic:quick", "casme2", "synthetic"],
                      cwd=elsewhere, env={"PYTHONPATH": str(lib), "PATH": "/usr/bin:/bin"},
                      capture_output=True, text=True, timeout=300)
@@ -70,4 +72,4 @@ def test_the_built_package_holds_the_configs_and_the_command_and_loads_them_by_n
       f"casme2 None ('casme2', {casme2.get_config().train.num_epochs})",
       f"synthetic None ('synthetic', {synthetic.get_config().train.num_epochs})"]
   assert lines[3:] == [str(lib / "cmnet_jax" / "__init__.py"),
-                       str(lib / "cmnet_jax" / "configs" / "__init__.py"), "False"]
+                       str(lib / "cmnet_jax" / "configs" / "__init__.py"), "False", "casme2"]
