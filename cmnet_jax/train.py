@@ -259,7 +259,7 @@ def _prepare(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir,
   epoch_fn = parallel.fold_parallel(ts.make_train_epoch(setup.model, setup.tx, config), layout,
                                     fold_args=(0, 1), donate=(0,))
   eval_fn = parallel.fold_parallel(ts.make_eval(setup.model, config), layout, fold_args=(0, 1))
-  # One event stream per run, written while it trains: not by eval, a re-print or a read-only run.
+  # Event files written while it trains (one per session): not by eval, a re-print or read-only.
   tb = None
   if not (read_only or evaluate_only or wd.is_finished()):
     wd.fetch_tensorboard()  # object storage: the stream so far, to append to

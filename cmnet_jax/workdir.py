@@ -12,7 +12,7 @@
       folds/groupGGG_processPPP.npz              a finished fold group's held-out outputs
       results.json per_subject.csv predictions.txt confusion_matrix.png intensity_curves.png
       training_curves.png      the reports
-      tensorboard/             one TensorBoard event stream, appended to by a resumed run
+      tensorboard/             TensorBoard event files, one per training session (one run)
 
 On object storage (`--workdir=gs://bucket/run`, see `cmnet_jax.storage`) the same names hold,
 except: the lock is a run marker object `.lock` (`storage.RunMarker`), and what is a cache or an
