@@ -99,13 +99,23 @@ def _fold_logits(workdir):
   return out
 
 
-def _same_as_reference(url, reference):
+def _same_as_reference(url, reference, *, same_layout=True):
+  """Predictions and figures equal to the reference run's; with another device layout (one
+  device per process instead of three devices) the predictions and headline still, the
+  float figures (intensity diagnostics, last-epoch losses) to float32 rounding (1e-7 apart)."""
   ref = workdir_lib.Workdir(reference)
   wd = workdir_lib.Workdir(url)
   assert _read(wd.report("predictions")) == ref.report("predictions").read_text()
   got, want = (json.loads(w.report("results").read_text()) for w in (wd, ref))
-  for key in ("headline", "training_last_epoch", "intensity"):
-    assert got[key] == want[key], key
+  assert got["headline"] == want["headline"]
+  for key in ("intensity", "training_last_epoch"):
+    if same_layout:
+      assert got[key] == want[key], key
+    else:
+      assert got[key].keys() == want[key].keys(), key
+      for name, value in want[key].items():
+        assert got[key][name] == (value if value is None else pytest.approx(value, rel=1e-5,
+                                                                           abs=1e-7)), name
   ref_logits, logits = _fold_logits(reference), _fold_logits(url)
   assert sorted(ref_logits) == sorted(logits) == [0, 1, 2]
   for fid in ref_logits:
@@ -164,7 +174,7 @@ def _launch(url, pid, port, cwd, env, extra=()):
          "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "CMNET_NUM_PROCESSES": "2",
          "CMNET_PROCESS_ID": str(pid), "CMNET_LOCAL_DIR": str(cwd / "cache"),  # its own disk
          "CMNET_HEARTBEAT_TIMEOUT_S": "5", "CMNET_MARKER_STALE_S": "4",
-         "CMNET_MARKER_REFRESH_S": "1", "PYTHONUNBUFFERED": "1"}
+         "CMNET_MARKER_REFRESH_S": "1"}
   cwd.mkdir(parents=True, exist_ok=True)
   cmd = [sys.executable, str(ROOT / "run.py"), f"--config={ROOT / 'configs' / 'tiny.py'}",
          f"--workdir={url}", *extra]
@@ -201,7 +211,7 @@ def test_two_processes_with_no_shared_folder_equal_one_process(emulator, tiny_ru
 
 def test_a_killed_process_stops_the_other_and_both_resume(emulator, tiny_run, tmp_path):
   url = f"gs://{BUCKET}/killed"
-  # One fold on one device per process: 2 fold groups, the first finished before the kill.
+  # One fold on one device per process: 2 fold groups, so that one is finished at the kill.
   one_device = ["--config.train.num_devices=1", "--config.train.folds_per_device=1"]
   wd = workdir_lib.Workdir(url)
   port = _free_port()
@@ -217,30 +227,27 @@ def test_a_killed_process_stops_the_other_and_both_resume(emulator, tiny_run, tm
   time.sleep(4)  # the killed run's markers count as abandoned 4 s after their last refresh
   outs = _both(url, tmp_path / "second", emulator, one_device)
   assert "group 1/2 | finished earlier, skipped" in outs[0], outs[0]
-  assert "group 1/2 | finished earlier, skipped" not in outs[1], outs[1]
-  _same_as_reference(url, tiny_run[0])
+  _same_as_reference(url, tiny_run[0], same_layout=False)
 
 
 def _kill_one_mid_run(wd, procs):
-  # Process 1 killed as it prints the last epoch of its first fold group (before it saves it).
-  # Nothing communicates during training: process 0 finishes its fold groups alone, then waits
-  # at the gather for the dead process and is stopped by JAX's coordination service.
-  mark = b"group 1/2 | epoch 2/2"
-  seen, deadline = b"", time.monotonic() + 400
-  while mark not in seen and time.monotonic() < deadline:
-    chunk = os.read(procs[1].stdout.fileno(), 4096)
-    if not chunk:
+  # Process 1 killed once process 0 has written its first fold group (then it trains its
+  # second and waits at the gather for process 1, which cannot come).
+  target, gcs = wd.group_file(0, 0), fsspec.filesystem("gs")
+  deadline = time.monotonic() + 400
+  while procs[0].poll() is None and time.monotonic() < deadline:
+    gcs.invalidate_cache()  # else a cached listing answers "absent" for a while
+    if target.exists():
       break
-    seen += chunk
+    time.sleep(0.02)
   procs[1].kill()
-  killed = (seen + procs[1].communicate()[0]).decode()
-  assert mark in seen, killed
+  killed = procs[1].communicate()[0].decode()
+  assert target.exists(), killed
   t0 = time.monotonic()
   other = procs[0].communicate(timeout=120)[0].decode()
   assert procs[0].returncode != 0 and time.monotonic() - t0 < 90, other
   assert "stopped sending heartbeats" in other, other  # the coordination service names it
   assert not wd.is_finished(), other
-  assert wd.group_file(0, 0).exists() and not wd.group_file(0, 1).exists(), other
 
 
 def test_sigterm_after_jax_distributed_starts_stops_the_run_and_removes_its_marker(
