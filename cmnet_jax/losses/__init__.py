@@ -38,12 +38,13 @@ from cmnet_jax.losses.wilcoxon import critical_z
 from cmnet_jax.losses.wilcoxon import wilcoxon_loss
 from cmnet_jax.losses import cmnet_terms  # registers 'id', 'wilcoxon', 'ce'  # noqa: F401
 from cmnet_jax.losses import scale  # registers 'scale' (off by default)  # noqa: F401
+from cmnet_jax.losses.scale import scale_loss
 
 __all__ = [
     "Option", "PENALTIES", "PRESETS", "RankSumResult", "SEGMENTS", "SHARED_OPTIONS", "STRATEGIES", "StepInputs", "TERMS",
     "Term", "coefficients_from_config", "config_entries", "critical_z", "frame_differences",
     "intensity_distillation_loss", "intensity_prototype", "make_objective",
     "normalize_differences", "order_loss", "register_preset", "register_term", "resolve_preset", "sample_negatives",
-    "sample_prototype", "soft_rank", "soft_spearman", "softmax_cross_entropy",
+    "sample_prototype", "scale_loss", "soft_rank", "soft_spearman", "softmax_cross_entropy",
     "unregister_term", "wilcoxon_loss", "wilcoxon_rank_sum",
 ]
