@@ -29,6 +29,7 @@ from cmnet_jax import predict
 from cmnet_jax import storage
 from cmnet_jax import train
 from cmnet_jax import workdir as workdir_lib
+from cmnet_jax.testing import runs
 from configs import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,16 +90,6 @@ def _read(url):
   return storage.as_path(url).read_text()
 
 
-def _fold_logits(workdir):
-  wd, out = workdir_lib.Workdir(workdir), {}
-  for g in wd.group_files():
-    arrays = wd.load_group(g.path)
-    for slot, fid in enumerate(arrays["fold_ids"]):
-      if fid >= 0:
-        out[int(fid)] = arrays["logits"][slot][arrays["test_mask"][slot]]
-  return out
-
-
 def _same_as_reference(url, reference, *, same_layout=True):
   """Predictions and figures equal to the reference run's; with another device layout (one
   device per process instead of three devices) the predictions and headline still, the
@@ -116,7 +107,7 @@ def _same_as_reference(url, reference, *, same_layout=True):
       for name, value in want[key].items():
         assert got[key][name] == (value if value is None else pytest.approx(value, rel=1e-5,
                                                                            abs=1e-7)), name
-  ref_logits, logits = _fold_logits(reference), _fold_logits(url)
+  ref_logits, logits = runs.fold_logits(reference), runs.fold_logits(url)
   assert sorted(ref_logits) == sorted(logits) == [0, 1, 2]
   for fid in ref_logits:
     np.testing.assert_allclose(logits[fid], ref_logits[fid], rtol=1e-5, atol=1e-5)

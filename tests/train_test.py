@@ -27,6 +27,7 @@ from cmnet_jax import train
 from cmnet_jax import train_step
 from cmnet_jax import workdir as workdir_lib
 from cmnet_jax.testing import megc_log
+from cmnet_jax.testing import runs
 from configs import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,17 +44,6 @@ def _config(variant="", **overrides):
 
 def _run(workdir, variant="", **overrides):
   return train.train_and_evaluate(_config(variant, **overrides), workdir)
-
-
-def _fold_logits(workdir):
-  """{fold id: held-out logits} from every group file of a workdir."""
-  wd, out = workdir_lib.Workdir(workdir), {}
-  for g in wd.group_files():
-    arrays = wd.load_group(g.path)
-    for slot, fid in enumerate(arrays["fold_ids"]):
-      if fid >= 0:
-        out[int(fid)] = arrays["logits"][slot][arrays["test_mask"][slot]]
-  return out
 
 
 def _predictions(workdir):
@@ -133,7 +123,7 @@ def test_one_device_equals_fold_parallel_and_compiles_once(reference, tmp_path, 
   wd = workdir_lib.Workdir(tmp_path)
   group = wd.load_group(wd.group_file(0, 0))
   assert len(group["fold_ids"]) == 3 and group["logits"].ndim == 3
-  ref, one = _fold_logits(ref_dir), _fold_logits(tmp_path)
+  ref, one = runs.fold_logits(ref_dir), runs.fold_logits(tmp_path)
   assert sorted(ref) == sorted(one) == [0, 1, 2]
   for fid in ref:
     np.testing.assert_allclose(one[fid], ref[fid], rtol=1e-4, atol=1e-4)
@@ -168,7 +158,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_predictions(reference, tmp
   assert resumed.returncode == 0, resumed.stdout + resumed.stderr
   ref_dir, _ = reference
   assert _predictions(tmp_path) == _predictions(ref_dir)
-  ref, res = _fold_logits(ref_dir), _fold_logits(tmp_path)
+  ref, res = runs.fold_logits(ref_dir), runs.fold_logits(tmp_path)
   for fid in ref:
     np.testing.assert_allclose(res[fid], ref[fid], rtol=1e-5, atol=1e-5)
   # The figures too, bit for bit (issue 23: the last-epoch loss differed by one ulp).
@@ -209,7 +199,7 @@ def test_two_processes_merge_to_the_single_process_results(reference, tmp_path):
   assert [(g.group, g.process) for g in wd.group_files()] == [(0, 0), (0, 1)]
   ref_dir, _ = reference
   assert _predictions(tmp_path) == _predictions(ref_dir)
-  ref, multi = _fold_logits(ref_dir), _fold_logits(tmp_path)
+  ref, multi = runs.fold_logits(ref_dir), runs.fold_logits(tmp_path)
   for fid in ref:
     np.testing.assert_allclose(multi[fid], ref[fid], rtol=1e-4, atol=1e-4)
 
