@@ -53,6 +53,11 @@ ARMS: dict[str, dict] = {
     "scale": {"loss.lambda_scale": 1.0},
     "scale-minmax": {"loss.lambda_scale": 1.0, "model.gate_norm": "minmax"},
     "ce-scale": {**_CE_ONLY, "loss.lambda_scale": 1.0},
+    # Issue 22, round 3: a temporal softmax gate (non-apex frames suppressed) and the
+    # brightness-matched onset difference (illumination drift no longer a clock).
+    "softmax": {"model.gate_norm": "softmax"},
+    "gain": {"model.difference_gain": True},
+    "softmax-gain": {"model.gate_norm": "softmax", "model.difference_gain": True},
     # Candidates the default was chosen from (on another synthetic seed; docs/results.md).
     "w0.1-o0.1": {"loss.lambda_w": 0.1, "loss.lambda_order": 0.1},
     "w0.1-o0.5": {"loss.lambda_w": 0.1, "loss.lambda_order": 0.5},

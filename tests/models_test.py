@@ -526,3 +526,64 @@ def test_minmax_gate_rescales_s_per_clip_in_the_fusion_only():
   np.testing.assert_allclose(np.asarray(minmax.apply(params, x, intensities=given).logits),
                              np.asarray(plain.apply(params, x, intensities=given).logits),
                              rtol=1e-6)
+
+
+def test_softmax_gate_is_the_peak_scaled_temporal_softmax_in_the_fusion_only():
+  """model.gate_norm='softmax' (issue 22): the fusion sees exp((s_t - max_t s) / tau) over the
+  frames after the onset (the onset frame gets 0), i.e. the temporal softmax scaled so the
+  strongest frame is 1; the output's intensities stay s. Reference: NumPy float64."""
+  from cmnet_jax.models import cmnet  # pylint: disable=import-outside-toplevel
+  kw = dict(num_classes=3, encoder="small_cnn", widths=(8,), feature_dim=8, embedding_dim=4,
+            lstm_hidden=4, norm_groups=4, dropout=0.0, input_mode="onset_difference")
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 5, 8, 8, 3))
+  plain = cmnet.CMNet(**kw)
+  soft = cmnet.CMNet(**kw, gate_norm="softmax", gate_temperature=0.05)
+  params = plain.init(jax.random.PRNGKey(1), x)
+  out = soft.apply(params, x)
+  s = np.asarray(plain.apply(params, x).intensities, np.float64)
+  np.testing.assert_allclose(np.asarray(out.intensities), s, rtol=1e-6)
+  e = np.exp(s[:, 1:] / 0.05)
+  gate = np.concatenate([np.zeros((2, 1)), e / e.sum(1, keepdims=True)], 1)
+  gate[:, 1:] /= gate[:, 1:].max(1, keepdims=True)
+  np.testing.assert_allclose(gate.max(1), 1.0)
+  ref = plain.apply(params, x, intensities=jnp.asarray(gate, jnp.float32)).logits
+  np.testing.assert_allclose(np.asarray(out.logits), np.asarray(ref), rtol=1e-4, atol=1e-5)
+  assert not np.allclose(np.asarray(out.logits), np.asarray(plain.apply(params, x).logits))
+  # The gate's values themselves, and the temperature is read.
+  got = cmnet.normalise_gate(jnp.asarray(s, jnp.float32), "softmax", skip_onset=True,
+                             temperature=0.05)
+  np.testing.assert_allclose(np.asarray(got), gate, rtol=1e-4, atol=1e-6)
+  hot = cmnet.normalise_gate(jnp.asarray(s, jnp.float32), "softmax", skip_onset=True,
+                             temperature=1.0)
+  assert not np.allclose(np.asarray(hot), gate)
+  with pytest.raises(ValueError, match="gate_norm"):
+    cmnet.normalise_gate(jnp.asarray(s), "sparsemax")
+
+
+def test_difference_gain_removes_a_global_brightness_drift_from_the_onset_difference():
+  """model.difference_gain (issue 22): each frame is rescaled to its reference's mean brightness
+  before the difference, x_t * mean(r) / mean(x_t); a frame that is the onset frame times a gain
+  then differs from it by nothing (up to float rounding), and motion still shows."""
+  rng = np.random.default_rng(0)
+  onset = rng.uniform(0.2, 0.8, (6, 6, 3))
+  moved = np.roll(onset, 1, axis=1)
+  clip = np.stack([onset, 1.04 * onset, 0.97 * moved])[None]          # [1, 3, 6, 6, 3]
+  plain = np.asarray(prepare_inputs(jnp.asarray(clip, jnp.float32), "onset_difference"))
+  gained = np.asarray(prepare_inputs(jnp.asarray(clip, jnp.float32), "onset_difference",
+                                     gain=True))
+  # NumPy float64 from the formula.
+  level = clip.mean(axis=(2, 3, 4), keepdims=True)
+  ref = 10.0 * (clip * level[:, :1] / level - clip[:, :1])
+  np.testing.assert_allclose(gained, ref, rtol=1e-4, atol=1e-5)
+  assert np.abs(gained[0, 1]).max() < 1e-4 < np.abs(plain[0, 1]).max()
+  assert np.abs(gained[0, 2]).max() > 0.1
+  # 'raw' is untouched; 'both' changes only its difference channels.
+  np.testing.assert_allclose(prepare_inputs(jnp.asarray(clip), "raw", gain=True),
+                             prepare_inputs(jnp.asarray(clip), "raw"))
+  both = np.asarray(prepare_inputs(jnp.asarray(clip, jnp.float32), "both", gain=True))
+  np.testing.assert_allclose(both[..., 3:], gained, rtol=1e-5, atol=1e-6)
+  # Built from the config.
+  c = tiny_config(input_mode="onset_difference")
+  c.difference_gain, c.gate_norm, c.gate_temperature = True, "softmax", 0.2
+  m = build(c, 3)
+  assert (m.difference_gain, m.gate_norm, m.gate_temperature) == (True, "softmax", 0.2)

@@ -73,8 +73,15 @@ SPEC = cb.Spec({
                                  "'tent' = a fixed positional tent (the position prior); "
                                  "'constant' = 1 for every frame (no gate)", default="learned"),
     "gate_norm": cb.Field(cb.STR, cb.one_of(*GATE_NORMS),
-                          "'minmax' = the learned s rescaled to [0, 1] per clip in the fusion "
-                          "(onset frame left out; the losses still see s)", default="none"),
+                          "'minmax' = the learned s rescaled to [0, 1] per clip in the fusion; "
+                          "'softmax' = exp((s_t - max_t s) / gate_temperature), the strongest "
+                          "frame 1 (onset frame left out; the losses still see s)",
+                          default="none"),
+    "gate_temperature": cb.Field(cb.FLOAT, cb.positive, "tau of gate_norm='softmax'",
+                                 default=0.1),
+    "difference_gain": cb.Field(cb.BOOL, doc="match each frame's mean brightness to the onset "
+                                "frame's before the onset difference (a global illumination "
+                                "drift is a clock)", default=False),
 }, rules=(
     cb.Rule(("widths", "norm_groups"), lambda ws, g: all(w % g == 0 for w in ws),
             "every width divisible by model.norm_groups"),
@@ -115,4 +122,5 @@ def build(model_config: Any, num_classes: int) -> CMNet:
                feature_dim=c["feature_dim"], embedding_dim=c["embedding_dim"],
                lstm_hidden=c["lstm_hidden"], norm_groups=c["norm_groups"], dropout=c["dropout"],
                input_mode=c["input_mode"], dtype=DTYPES[c["dtype"]],
-               conv_impl=c["conv_impl"], pool_grid=c["pool_grid"], gate_norm=c["gate_norm"])
+               conv_impl=c["conv_impl"], pool_grid=c["pool_grid"], gate_norm=c["gate_norm"],
+               gate_temperature=c["gate_temperature"], difference_gain=c["difference_gain"])

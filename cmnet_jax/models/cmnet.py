@@ -40,12 +40,16 @@ INTENSITY_SOURCES = ("learned", "oracle", "tent", "constant")
 # is switched off and its strongest fully on whatever the scale of s (the rank-based intensity
 # terms leave the scale free). With the onset-difference input the onset frame (input all zero,
 # s ~ 0 there) is left out of the min and max and gets 0: otherwise it is always the minimum and
-# the rescaling leaves the other frames as flat as they were. The losses and the diagnostics
-# always see s itself.
-GATE_NORMS = ("none", "minmax")
+# the rescaling leaves the other frames as flat as they were. 'softmax' = a temporal softmax
+# scaled so the clip's strongest frame gets 1: exp((s_t - max_t s) / tau), tau =
+# model.gate_temperature, so a frame 0.1 below the peak gets exp(-1) at tau = 0.1 and the
+# non-apex frames are really suppressed whatever the scale of s (onset frame left out and 0 as in
+# 'minmax'). The losses and the diagnostics always see s itself.
+GATE_NORMS = ("none", "minmax", "softmax")
 
 
-def normalise_gate(s: jax.Array, gate_norm: str, skip_onset: bool = False) -> jax.Array:
+def normalise_gate(s: jax.Array, gate_norm: str, skip_onset: bool = False,
+                   temperature: float = 0.1) -> jax.Array:
   """`[batch, time]` learned intensities -> the fusion's gate (see GATE_NORMS).
 
   >>> [round(float(v), 4) for v in normalise_gate(jnp.array([[0.2, 0.6, 0.4]]), 'minmax')[0]]
@@ -53,14 +57,22 @@ def normalise_gate(s: jax.Array, gate_norm: str, skip_onset: bool = False) -> ja
   >>> [round(float(v), 4) for v in normalise_gate(jnp.array([[0.0, 0.6, 0.4, 0.5]]), 'minmax',
   ...                                             skip_onset=True)[0]]
   [0.0, 1.0, 0.0, 0.5]
+  >>> [round(float(v), 4) for v in normalise_gate(jnp.array([[0.0, 0.6, 0.5, 0.4]]), 'softmax',
+  ...                                             skip_onset=True, temperature=0.1)[0]]
+  [0.0, 1.0, 0.3679, 0.1353]
   """
   if gate_norm == "none":
     return s
+  if gate_norm not in GATE_NORMS:
+    raise ValueError(f"model.gate_norm: expected one of {GATE_NORMS}, got {gate_norm!r}")
+  scored = s[:, 1:] if skip_onset and s.shape[-1] > 2 else s
+  high = jnp.max(scored, axis=-1, keepdims=True)
   if gate_norm == "minmax":
-    scored = s[:, 1:] if skip_onset and s.shape[-1] > 2 else s
     low = jnp.min(scored, axis=-1, keepdims=True)
-    gate = (s - low) / (jnp.max(scored, axis=-1, keepdims=True) - low + 1e-6)
-    return gate.at[:, 0].set(0.0) if scored is not s else gate
+    gate = (s - low) / (high - low + 1e-6)
+  else:  # 'softmax'
+    gate = jnp.exp(jnp.minimum(s - high, 0.0) / temperature)
+  return gate.at[:, 0].set(0.0) if scored is not s else gate
   raise ValueError(f"model.gate_norm: expected one of {GATE_NORMS}, got {gate_norm!r}")
 
 
@@ -90,13 +102,17 @@ def to_unit_float(clips: jax.Array) -> jax.Array:
 
 
 def prepare_inputs(clips: jax.Array, input_mode: str,
-                   reference: jax.Array | None = None) -> jax.Array:
+                   reference: jax.Array | None = None, *, gain: bool = False) -> jax.Array:
   """Clips `[batch, time, height, width, 3]` -> network input `[batch, time, height, width, c]`.
 
   - 'raw': (x - mean) / std with ImageNet statistics, c = 3.
   - 'onset_difference': DIFFERENCE_SCALE * (x_t - r_t), both in [0, 1] scale, c = 3; r_t is the
     first frame of the clip unless `reference` (`[batch, time or 1, height, width, 3]`) is given.
   - 'both': the two above concatenated on channels, c = 6.
+  With `gain=True` each frame is first rescaled to its reference's mean brightness,
+  x_t * mean(r_t) / mean(x_t) (means over height, width and channels), for the difference only:
+  a global illumination drift, which grows with time since onset, then no longer shows in the
+  difference as a clock (model.difference_gain).
 
   >>> import jax.numpy as jnp
   >>> x = jnp.stack([jnp.zeros((1, 1, 3)), jnp.full((1, 1, 3), 0.1)])[None]  # [1, 2, 1, 1, 3]
@@ -115,6 +131,9 @@ def prepare_inputs(clips: jax.Array, input_mode: str,
                                 != x.shape[2:] or ref.shape[1] not in (1, x.shape[1])):
     raise ValueError(f"reference: expected [batch, time or 1, height, width, 3] matching clips "
                      f"{tuple(x.shape)}, got {tuple(ref.shape)}")
+  if gain:
+    level = lambda v: jnp.mean(v, axis=(2, 3, 4), keepdims=True)  # noqa: E731
+    x = x * (level(ref) / jnp.maximum(level(x), 1e-3))
   diff = DIFFERENCE_SCALE * (x - ref)
   if input_mode == "onset_difference":
     return diff
@@ -142,6 +161,9 @@ class CMNet(nn.Module):
       see `models.onednn`). The parameters are the same either way.
     pool_grid: the encoders' head pools to this grid before its projection (1 = global average
       pool; >1 keeps where on the face features fire).
+    gate_norm: how the learned s_t enters the fusion (GATE_NORMS); gate_temperature: its
+      'softmax' temperature.
+    difference_gain: `prepare_inputs(gain=True)`: brightness-matched onset differences.
   """
   num_classes: int
   encoder: str
@@ -156,6 +178,8 @@ class CMNet(nn.Module):
   conv_impl: str = "auto"
   pool_grid: int = 1
   gate_norm: str = "none"
+  gate_temperature: float = 0.1
+  difference_gain: bool = False
 
   def setup(self):
     enc = ENCODERS[self.encoder]
@@ -170,6 +194,10 @@ class CMNet(nn.Module):
     self.lstm = nn.RNN(nn.OptimizedLSTMCell(self.lstm_hidden, dtype=self.dtype), return_carry=True)
     self.drop = nn.Dropout(self.dropout)
     self.classifier = nn.Dense(self.num_classes, dtype=self.dtype)
+
+  def _prepare(self, clips: jax.Array, reference: jax.Array | None) -> jax.Array:
+    return prepare_inputs(clips, self.input_mode, reference,
+                          gain=self.difference_gain).astype(self.dtype)
 
   def _encode(self, encoder: nn.Module, x: jax.Array) -> jax.Array:
     """`[batch, time, h, w, c]` -> `[batch, time, d]`, time folded into the batch (one call)."""
@@ -207,7 +235,7 @@ class CMNet(nn.Module):
     (`augment.positive_views` with the same rng) so the difference is not all augmentation.
     """
     del train
-    return self._intensity(prepare_inputs(clips, self.input_mode, reference).astype(self.dtype))
+    return self._intensity(self._prepare(clips, reference))
 
   def __call__(self, clips: jax.Array, train: bool = False,
                reference: jax.Array | None = None,
@@ -219,7 +247,7 @@ class CMNet(nn.Module):
     in the output): the oracle gate (the true intensity) and the gate ablation (each clip's mean
     s) use it. The ICE still runs, so the intensity embeddings are those of the clips.
     """
-    x = prepare_inputs(clips, self.input_mode, reference).astype(self.dtype)
+    x = self._prepare(clips, reference)
     s, z = self._intensity(x)
     return self._classify(x, s, z, train, intensities)
 
@@ -240,15 +268,16 @@ class CMNet(nn.Module):
     if positives.shape != clips.shape:
       raise ValueError(f"positives: expected the clips' shape {tuple(clips.shape)}, got "
                        f"{tuple(positives.shape)}")
-    x = prepare_inputs(clips, self.input_mode, reference).astype(self.dtype)
-    x_pos = prepare_inputs(positives, self.input_mode, positives_reference).astype(self.dtype)
+    x = self._prepare(clips, reference)
+    x_pos = self._prepare(positives, positives_reference)
     s, z, z_pos = self._intensity_with_positives(x, x_pos)
     return self._classify(x, s, z, train, intensities), z_pos
 
   def _classify(self, x: jax.Array, s: jax.Array, z: jax.Array, train: bool,
                 intensities: jax.Array | None) -> CMNetOutput:
     """FFE, fusion with s_t (or `intensities`), LSTM and classifier on the prepared input."""
-    gate = normalise_gate(s, self.gate_norm, skip_onset=self.input_mode == "onset_difference")
+    gate = normalise_gate(s, self.gate_norm, skip_onset=self.input_mode == "onset_difference",
+                          temperature=self.gate_temperature)
     if intensities is not None:
       if intensities.shape != s.shape:
         raise ValueError(f"intensities: expected [batch, time] = {s.shape}, got "
