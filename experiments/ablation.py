@@ -58,6 +58,7 @@ ARMS: dict[str, dict] = {
     "softmax": {"model.gate_norm": "softmax"},
     "gain": {"model.difference_gain": True},
     "softmax-gain": {"model.gate_norm": "softmax", "model.difference_gain": True},
+    "softmax-scale": {"model.gate_norm": "softmax", "loss.lambda_scale": 1.0},
     # Candidates the default was chosen from (on another synthetic seed; docs/results.md).
     "w0.1-o0.1": {"loss.lambda_w": 0.1, "loss.lambda_order": 0.1},
     "w0.1-o0.5": {"loss.lambda_w": 0.1, "loss.lambda_order": 0.5},
