@@ -277,12 +277,20 @@ def tent_gate(num_frames: int, config: ml_collections.ConfigDict) -> jax.Array:
 
 def _gate(config: ml_collections.ConfigDict, true_intensity: Callable,
           batch_time: tuple) -> jax.Array | None:
-  """What replaces s_t in the fusion, `[B, T]`, or None (the learned s_t)."""
+  """What replaces s_t in the fusion, `[B, T]`, or None (the learned s_t).
+
+  The oracle's and the tent's curves pass through `model.gate_norm` like a learned s would
+  (e.g. 'softmax': the sharpened position prior, the control of the softmax gate)."""
   source = _intensity_source(config)
-  if source == "oracle":
-    return true_intensity()
-  if source == "tent":
-    return jnp.broadcast_to(tent_gate(batch_time[1], config), batch_time)
+  if source in ("oracle", "tent"):
+    curve = (true_intensity() if source == "oracle"
+             else jnp.broadcast_to(tent_gate(batch_time[1], config), batch_time))
+    if config.model.gate_norm == "none":
+      return curve
+    from cmnet_jax.models import cmnet  # pylint: disable=g-import-not-at-top
+    return cmnet.normalise_gate(jnp.asarray(curve, jnp.float32), config.model.gate_norm,
+                                skip_onset=config.model.input_mode == "onset_difference",
+                                temperature=config.model.gate_temperature)
   if source == "constant":
     return jnp.ones(batch_time, jnp.float32)
   return None

@@ -59,6 +59,10 @@ ARMS: dict[str, dict] = {
     "gain": {"model.difference_gain": True},
     "softmax-gain": {"model.gate_norm": "softmax", "model.difference_gain": True},
     "softmax-scale": {"model.gate_norm": "softmax", "loss.lambda_scale": 1.0},
+    # The softmax gate's controls: the position prior and the true intensity sharpened alike.
+    "tent-softmax": {**_CE_ONLY, "model.intensity_source": "tent", "model.gate_norm": "softmax"},
+    "oracle-softmax": {**_CE_ONLY, "model.intensity_source": "oracle",
+                       "model.gate_norm": "softmax"},
     # Candidates the default was chosen from (on another synthetic seed; docs/results.md).
     "w0.1-o0.1": {"loss.lambda_w": 0.1, "loss.lambda_order": 0.1},
     "w0.1-o0.5": {"loss.lambda_w": 0.1, "loss.lambda_order": 0.5},
@@ -68,6 +72,13 @@ ARMS: dict[str, dict] = {
     "default-uniform": {"loss.id_strategy": "uniform"},
     "default-split": {"loss.w_segments": "split"},
 }
+# Every arm but 'default' names its fusion gate: the earlier arms ran with the plain product
+# e_t = f_t * extend(s_t) (`model.gate_norm='none'`), and their recorded figures stay theirs
+# whatever the configs' default gate becomes. 'product' is the default objective with that gate
+# (the default until issue 22's softmax gate; its earlier records are labelled 'product').
+ARMS["product"] = {}
+ARMS = {name: (settings if name == "default" else {"model.gate_norm": "none", **settings})
+        for name, settings in ARMS.items()}
 CORE_ARMS = ("ce", "paper", "default", "oracle", "tent")
 AMPLITUDES = (2.0, 1.0)
 SEEDS = (0, 1, 2)

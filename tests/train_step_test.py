@@ -68,3 +68,16 @@ def test_tent_and_constant_gates(num_frames):
                                want, rtol=1e-6)
   c.model.intensity_source = "learned"
   assert train_step._gate(c, truth, (2, num_frames)) is None  # pylint: disable=protected-access
+  # With model.gate_norm='softmax' the tent and the oracle's curve are sharpened like a learned
+  # s (the controls of the softmax gate): exp((g - max g) / tau), onset frame 0.
+  c.model.gate_norm, c.model.gate_temperature = "softmax", 0.2
+  sharp = np.exp((expected - expected[1:].max()) / 0.2)
+  sharp[0] = 0.0
+  c.model.intensity_source = "tent"
+  np.testing.assert_allclose(np.asarray(train_step._gate(c, truth, (2, num_frames))),  # pylint: disable=protected-access
+                             np.tile(sharp, (2, 1)), rtol=1e-5, atol=1e-7)
+  c.model.intensity_source = "oracle"
+  want = np.exp((truth() - 0.25) / 0.2)
+  want[:, 0] = 0.0
+  np.testing.assert_allclose(np.asarray(train_step._gate(c, truth, (2, num_frames))),  # pylint: disable=protected-access
+                             want, rtol=1e-5)
