@@ -229,8 +229,9 @@ def sample_batch(rng: jax.Array, fold: FoldData, data: DeviceData,
                           p=fold.train_weights)
   copy = jax.random.randint(k_copy, (batch_size,), 0, data.train_frames.shape[1])
   clips = augment.clip_augment(k_aug, data.train_frames[ids, copy], config.augment)
-  gate = _gate(config, lambda: data.train_intensity[ids, copy], clips.shape[:2])
-  return clips, data.labels[ids], data.train_apex[ids, copy], gate, k_loss
+  apex = data.train_apex[ids, copy]
+  gate = _gate(config, lambda: data.train_intensity[ids, copy], clips.shape[:2], apex=apex)
+  return clips, data.labels[ids], apex, gate, k_loss
 
 
 def make_train_epoch(model, tx, config: ml_collections.ConfigDict) -> Callable:
@@ -262,9 +263,13 @@ def make_train_epoch(model, tx, config: ml_collections.ConfigDict) -> Callable:
 
 def _intensity_source(config: ml_collections.ConfigDict) -> str:
   """`model.intensity_source`, read (and checked) by its declaration in `models.SPEC`."""
+  return _model_key(config, "intensity_source")
+
+
+def _model_key(config: ml_collections.ConfigDict, key: str):
+  """`model.<key>`, read (and checked) by its declaration in `models.SPEC`."""
   from cmnet_jax import models  # pylint: disable=g-import-not-at-top
-  return config_blocks.read_block(config.model, models.SPEC.only("intensity_source"),
-                                  "model")["intensity_source"]
+  return config_blocks.read_block(config.model, models.SPEC.only(key), "model")[key]
 
 
 def tent_gate(num_frames: int, config: ml_collections.ConfigDict) -> jax.Array:
@@ -276,15 +281,26 @@ def tent_gate(num_frames: int, config: ml_collections.ConfigDict) -> jax.Array:
 
 
 def _gate(config: ml_collections.ConfigDict, true_intensity: Callable,
-          batch_time: tuple) -> jax.Array | None:
+          batch_time: tuple, apex: jax.Array | None = None) -> jax.Array | None:
   """What replaces s_t in the fusion, `[B, T]`, or None (the learned s_t).
 
   The oracle's and the tent's curves pass through `model.gate_norm` like a learned s would
-  (e.g. 'softmax': the sharpened position prior, the control of the softmax gate)."""
+  (e.g. 'softmax': the sharpened position prior, the control of the softmax gate).
+  `apex` `[B]` is given by the training step only: with `model.train_gate='prototype'` the
+  training gate is the intensity prototype's mean at each clip's annotated apex (teacher
+  forcing); evaluation, which passes no apex, always uses the learned s."""
   source = _intensity_source(config)
-  if source in ("oracle", "tent"):
-    curve = (true_intensity() if source == "oracle"
-             else jnp.broadcast_to(tent_gate(batch_time[1], config), batch_time))
+  teacher = (source == "learned" and apex is not None
+             and _model_key(config, "train_gate") == "prototype")
+  if source in ("oracle", "tent") or teacher:
+    if teacher:
+      lc = losses.terms.resolve_preset(config.loss)
+      curve = jax.vmap(lambda a: losses.intensity_prototype(
+          batch_time[1], a, epsilon=lc.prototype_epsilon,
+          sigma_floor=lc.prototype_sigma_floor)[0])(apex)
+    else:
+      curve = (true_intensity() if source == "oracle"
+               else jnp.broadcast_to(tent_gate(batch_time[1], config), batch_time))
     if config.model.gate_norm == "none":
       return curve
     from cmnet_jax.models import cmnet  # pylint: disable=g-import-not-at-top

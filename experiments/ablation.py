@@ -59,6 +59,9 @@ ARMS: dict[str, dict] = {
     "gain": {"model.difference_gain": True},
     "softmax-gain": {"model.gate_norm": "softmax", "model.difference_gain": True},
     "softmax-scale": {"model.gate_norm": "softmax", "loss.lambda_scale": 1.0},
+    # Teacher forcing: in training the fusion sees the (sharpened) prototype at the annotated
+    # apex, in evaluation the learned s.
+    "softmax-teacher": {"model.gate_norm": "softmax", "model.train_gate": "prototype"},
     # The softmax gate's controls: the position prior and the true intensity sharpened alike.
     "tent-softmax": {**_CE_ONLY, "model.intensity_source": "tent", "model.gate_norm": "softmax"},
     "oracle-softmax": {**_CE_ONLY, "model.intensity_source": "oracle",

@@ -1,5 +1,6 @@
 """cmnet_jax.train_step: the loss function's fused ICE path equals the separate calls."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -81,3 +82,29 @@ def test_tent_and_constant_gates(num_frames):
   want[:, 0] = 0.0
   np.testing.assert_allclose(np.asarray(train_step._gate(c, truth, (2, num_frames))),  # pylint: disable=protected-access
                              want, rtol=1e-5)
+
+
+def test_teacher_forced_training_gate_is_the_prototype_at_the_annotated_apex():
+  """model.train_gate='prototype' (issue 22): in training (an apex is given) the fusion sees the
+  prototype's mean at each clip's apex, through gate_norm; evaluation (no apex) the learned s."""
+  c = common.base_config("synthetic", "small")
+  eps = c.loss.prototype_epsilon
+  c.model.train_gate = "prototype"
+  apex = np.array([2, 5])
+  t = np.arange(9)
+  expected = []
+  for a in apex:  # the prototype's mean written from its rule
+    expected.append(np.where(t <= a, eps + (1 - eps) * t / a,
+                             eps + (1 - eps) * (8 - t) / (8 - a)))
+  expected = np.stack(expected)
+  truth = lambda: np.zeros((2, 9), np.float32)  # noqa: E731
+  got = train_step._gate(c, truth, (2, 9), apex=jnp.asarray(apex))  # pylint: disable=protected-access
+  np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5)
+  assert train_step._gate(c, truth, (2, 9)) is None  # pylint: disable=protected-access
+  c.model.gate_norm = "softmax"
+  sharp = np.exp((expected - 1.0) / c.model.gate_temperature)
+  sharp[:, 0] = 0.0
+  got = train_step._gate(c, truth, (2, 9), apex=jnp.asarray(apex))  # pylint: disable=protected-access
+  np.testing.assert_allclose(np.asarray(got), sharp, rtol=1e-4, atol=1e-7)
+  c.model.train_gate = "learned"
+  assert train_step._gate(c, truth, (2, 9), apex=jnp.asarray(apex)) is None  # pylint: disable=protected-access

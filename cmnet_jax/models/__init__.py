@@ -79,6 +79,11 @@ SPEC = cb.Spec({
                           default="none"),
     "gate_temperature": cb.Field(cb.FLOAT, cb.positive, "tau of gate_norm='softmax'",
                                  default=0.1),
+    "train_gate": cb.Field(cb.STR, cb.one_of("learned", "prototype"),
+                           "what the fusion sees in training: the learned s ('learned') or, "
+                           "teacher forcing, the intensity prototype's mean at the clip's "
+                           "annotated apex ('prototype'); both through gate_norm; evaluation "
+                           "and predict always use the learned s", default="learned"),
     "difference_gain": cb.Field(cb.BOOL, doc="match each frame's mean brightness to the onset "
                                 "frame's before the onset difference (a global illumination "
                                 "drift is a clock)", default=False),
