@@ -180,19 +180,25 @@ def make_loss_fn(model, config: ml_collections.ConfigDict, *,
       return augment.positive_views(rng, clips, config.augment), None
     return augment.positive_views_with_onset(rng, clips, config.augment)
 
+  # Teacher forcing replaces the fusion's gate only (the losses see the learned s); the oracle,
+  # tent and constant arms replace s itself.
+  teacher = (_intensity_source(config) == "learned"
+             and _model_key(config, "train_gate") == "prototype")
+
   def loss_fn(params, clips, labels, apex, rng, gate=None):
     key = losses.terms.stream_keys(rng)
     variables = {"params": params}
     rngs = {"dropout": key("dropout")}
+    given = {"gate": gate} if teacher else {"intensities": gate}
     if fuse_positives and uses_positives:
       # The ID term will ask for the positive views' embeddings: encode them with the clips in
       # one ICE call (same values as the lazy path below, up to float rounding).
       views, reference = views_of(clips, key("positives"))
-      out, fused = model.apply(variables, clips, views, train=True, rngs=rngs, intensities=gate,
+      out, fused = model.apply(variables, clips, views, train=True, rngs=rngs, **given,
                                positives_reference=reference, method="with_positives")
       positive_embeddings = lambda: fused  # noqa: E731
     else:
-      out = model.apply(variables, clips, train=True, rngs=rngs, intensities=gate)
+      out = model.apply(variables, clips, train=True, rngs=rngs, **given)
 
       def positive_embeddings():
         views, reference = views_of(clips, key("positives"))

@@ -108,3 +108,27 @@ def test_teacher_forced_training_gate_is_the_prototype_at_the_annotated_apex():
   np.testing.assert_allclose(np.asarray(got), sharp, rtol=1e-4, atol=1e-7)
   c.model.train_gate = "learned"
   assert train_step._gate(c, truth, (2, 9), apex=jnp.asarray(apex)) is None  # pylint: disable=protected-access
+
+
+def test_teacher_forcing_keeps_the_learned_s_for_the_losses():
+  """With model.train_gate='prototype' the loss terms see the learned s (their values equal a
+  plain model's on the same batch), while the logits come from the prototype gate."""
+  from configs import tiny  # pylint: disable=import-outside-toplevel
+  config = tiny.get_config()
+  model = models.build(config.model, 3)
+  clips = jax.random.randint(jax.random.key(0), (2, config.data.num_frames, 16, 16, 3), 0, 255
+                             ).astype(jnp.uint8)
+  params = jax.jit(model.init)(jax.random.key(1), clips)["params"]
+  labels, apex = jnp.array([0, 1]), jnp.array([2, 3])
+  gate = jnp.tile(jnp.linspace(0.0, 1.0, config.data.num_frames), (2, 1))
+  plain = train_step.make_loss_fn(model, config)(params, clips, labels, apex, jax.random.key(2))
+  with config.unlocked():
+    config.model.train_gate = "prototype"
+  forced = train_step.make_loss_fn(model, config)(params, clips, labels, apex,
+                                                  jax.random.key(2), gate)
+  logs_plain, logs_forced = plain[1][0], forced[1][0]
+  for term in ("order", "wilcoxon"):
+    if term in logs_plain:
+      np.testing.assert_allclose(logs_forced[term], logs_plain[term], rtol=1e-5)
+  assert any(t in logs_plain for t in ("order", "wilcoxon"))
+  assert not np.allclose(forced[1][1], plain[1][1])

@@ -239,22 +239,26 @@ class CMNet(nn.Module):
 
   def __call__(self, clips: jax.Array, train: bool = False,
                reference: jax.Array | None = None,
-               intensities: jax.Array | None = None) -> CMNetOutput:
+               intensities: jax.Array | None = None,
+               gate: jax.Array | None = None) -> CMNetOutput:
     """Clips `[batch, time, height, width, 3]` (uint8, or float in [0, 1]) -> `CMNetOutput`.
 
     With `train=True` and dropout > 0, pass `rngs={'dropout': key}` to `apply`.
     `intensities` `[batch, time]`, if given, replaces the squeeze output s_t in the fusion (and
     in the output): the oracle gate (the true intensity) and the gate ablation (each clip's mean
     s) use it. The ICE still runs, so the intensity embeddings are those of the clips.
+    `gate` `[batch, time]`, if given, replaces the fusion's gate only: the output keeps the
+    learned s (teacher forcing, `model.train_gate='prototype'`).
     """
     x = self._prepare(clips, reference)
     s, z = self._intensity(x)
-    return self._classify(x, s, z, train, intensities)
+    return self._classify(x, s, z, train, intensities, gate)
 
   def with_positives(self, clips: jax.Array, positives: jax.Array, train: bool = False,
                      reference: jax.Array | None = None,
                      intensities: jax.Array | None = None,
-                     positives_reference: jax.Array | None = None
+                     positives_reference: jax.Array | None = None,
+                     gate: jax.Array | None = None
                      ) -> tuple[CMNetOutput, jax.Array]:
     """`__call__` on the clips and the ICE embeddings of their positive views, with ONE ICE call.
 
@@ -271,13 +275,18 @@ class CMNet(nn.Module):
     x = self._prepare(clips, reference)
     x_pos = self._prepare(positives, positives_reference)
     s, z, z_pos = self._intensity_with_positives(x, x_pos)
-    return self._classify(x, s, z, train, intensities), z_pos
+    return self._classify(x, s, z, train, intensities, gate), z_pos
 
   def _classify(self, x: jax.Array, s: jax.Array, z: jax.Array, train: bool,
-                intensities: jax.Array | None) -> CMNetOutput:
-    """FFE, fusion with s_t (or `intensities`), LSTM and classifier on the prepared input."""
-    gate = normalise_gate(s, self.gate_norm, skip_onset=self.input_mode == "onset_difference",
-                          temperature=self.gate_temperature)
+                intensities: jax.Array | None, gate: jax.Array | None = None) -> CMNetOutput:
+    """FFE, fusion with s_t (or `intensities`, or `gate`), LSTM and classifier."""
+    if gate is not None:
+      if gate.shape != s.shape:
+        raise ValueError(f"gate: expected [batch, time] = {s.shape}, got {gate.shape}")
+      gate = jnp.asarray(gate, jnp.float32)
+    else:
+      gate = normalise_gate(s, self.gate_norm, skip_onset=self.input_mode == "onset_difference",
+                            temperature=self.gate_temperature)
     if intensities is not None:
       if intensities.shape != s.shape:
         raise ValueError(f"intensities: expected [batch, time] = {s.shape}, got "
