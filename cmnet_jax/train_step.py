@@ -182,8 +182,7 @@ def make_loss_fn(model, config: ml_collections.ConfigDict, *,
 
   # Teacher forcing replaces the fusion's gate only (the losses see the learned s); the oracle,
   # tent and constant arms replace s itself.
-  teacher = (_intensity_source(config) == "learned"
-             and _model_key(config, "train_gate") == "prototype")
+  teacher = _intensity_source(config) == "learned" and _teacher_forced(config)
 
   def loss_fn(params, clips, labels, apex, rng, gate=None):
     key = losses.terms.stream_keys(rng)
@@ -269,13 +268,18 @@ def make_train_epoch(model, tx, config: ml_collections.ConfigDict) -> Callable:
 
 def _intensity_source(config: ml_collections.ConfigDict) -> str:
   """`model.intensity_source`, read (and checked) by its declaration in `models.SPEC`."""
-  return _model_key(config, "intensity_source")
+  return _model_keys(config, "intensity_source")["intensity_source"]
 
 
-def _model_key(config: ml_collections.ConfigDict, key: str):
-  """`model.<key>`, read (and checked) by its declaration in `models.SPEC`."""
+def _teacher_forced(config: ml_collections.ConfigDict) -> bool:
+  """`model.train_gate == 'prototype'` (checked by its declaration in `models.SPEC`)."""
+  return _model_keys(config, "train_gate")["train_gate"] == "prototype"
+
+
+def _model_keys(config: ml_collections.ConfigDict, *keys: str) -> dict:
+  """`{key: model.<key>}`, read (and checked) by their declarations in `models.SPEC`."""
   from cmnet_jax import models  # pylint: disable=g-import-not-at-top
-  return config_blocks.read_block(config.model, models.SPEC.only(key), "model")[key]
+  return config_blocks.read_block(config.model, models.SPEC.only(*keys), "model")
 
 
 def tent_gate(num_frames: int, config: ml_collections.ConfigDict) -> jax.Array:
@@ -296,8 +300,7 @@ def _gate(config: ml_collections.ConfigDict, true_intensity: Callable,
   training gate is the intensity prototype's mean at each clip's annotated apex (teacher
   forcing); evaluation, which passes no apex, always uses the learned s."""
   source = _intensity_source(config)
-  teacher = (source == "learned" and apex is not None
-             and _model_key(config, "train_gate") == "prototype")
+  teacher = source == "learned" and apex is not None and _teacher_forced(config)
   if source in ("oracle", "tent") or teacher:
     if teacher:
       lc = losses.terms.resolve_preset(config.loss)

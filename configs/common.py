@@ -97,6 +97,7 @@ def base_config(dataset: str = "synthetic", scale: str = "small") -> ml_collecti
 def real_config(dataset: str, classes: str, arg: str) -> ml_collections.ConfigDict:
   """Paper-scale settings for a real database; `arg='quick'` is a minutes-long smoke run."""
   c = base_config(dataset, "paper")
+  c.model.gate_norm = "softmax"  # as configs/synthetic.py (measured there only; docs/results.md)
   c.data.classes = classes
   c.data.image_size = 112
   c.augment.crop_padding = 8

@@ -38,7 +38,7 @@ _CE_ONLY = {"loss.lambda_id": 0.0, "loss.lambda_w": 0.0, "loss.lambda_order": 0.
 ARMS: dict[str, dict] = {
     "ce": dict(_CE_ONLY),                    # cross-entropy only
     "paper": {"loss.preset": "paper"},       # CMNet as the paper states it (p-value hinge)
-    "default": {},                           # our objective (docs/method.md)
+    "default": {},                           # our objective and gate, as configs/synthetic.py
     # A perfect intensity: the generator's true intensity replaces s_t in the fusion.
     "oracle": {**_CE_ONLY, "model.intensity_source": "oracle"},
     # The position prior: a fixed onset -> apex -> offset tent (apex at the middle index) in the
@@ -53,12 +53,13 @@ ARMS: dict[str, dict] = {
     "scale": {"loss.lambda_scale": 1.0},
     "scale-minmax": {"loss.lambda_scale": 1.0, "model.gate_norm": "minmax"},
     "ce-scale": {**_CE_ONLY, "loss.lambda_scale": 1.0},
-    # Issue 22, round 3: a temporal softmax gate (non-apex frames suppressed) and the
-    # brightness-matched onset difference (illumination drift no longer a clock).
-    "softmax": {"model.gate_norm": "softmax"},
+    # Issue 22, round 3: the temporal softmax gate (non-apex frames suppressed; now the
+    # configs' default, so its runs are 'default') and the brightness-matched onset
+    # difference (illumination drift no longer a clock).
     "gain": {"model.difference_gain": True},
     "softmax-gain": {"model.gate_norm": "softmax", "model.difference_gain": True},
     "softmax-scale": {"model.gate_norm": "softmax", "loss.lambda_scale": 1.0},
+    "softmax-t0.3": {"model.gate_norm": "softmax", "model.gate_temperature": 0.3},
     # Teacher forcing: in training the fusion sees the (sharpened) prototype at the annotated
     # apex, in evaluation the learned s.
     "softmax-teacher": {"model.gate_norm": "softmax", "model.train_gate": "prototype"},
