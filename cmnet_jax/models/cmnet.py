@@ -73,7 +73,6 @@ def normalise_gate(s: jax.Array, gate_norm: str, skip_onset: bool = False,
   else:  # 'softmax'
     gate = jnp.exp(jnp.minimum(s - high, 0.0) / temperature)
   return gate.at[:, 0].set(0.0) if scored is not s else gate
-  raise ValueError(f"model.gate_norm: expected one of {GATE_NORMS}, got {gate_norm!r}")
 
 
 class CMNetOutput(NamedTuple):
