@@ -279,18 +279,17 @@ class CMNet(nn.Module):
   def _classify(self, x: jax.Array, s: jax.Array, z: jax.Array, train: bool,
                 intensities: jax.Array | None, gate: jax.Array | None = None) -> CMNetOutput:
     """FFE, fusion with s_t (or `intensities`, or `gate`), LSTM and classifier."""
-    if gate is not None:
-      if gate.shape != s.shape:
-        raise ValueError(f"gate: expected [batch, time] = {s.shape}, got {gate.shape}")
-      gate = jnp.asarray(gate, jnp.float32)
-    else:
+    def given(name, value):
+      if value.shape != s.shape:
+        raise ValueError(f"{name}: expected [batch, time] = {s.shape}, got {value.shape}")
+      return jnp.asarray(value, jnp.float32)
+
+    gate = None if gate is None else given("gate", gate)
+    if intensities is not None:  # replaces s itself, in the fusion and the output
+      s = gate = given("intensities", intensities)
+    elif gate is None:
       gate = normalise_gate(s, self.gate_norm, skip_onset=self.input_mode == "onset_difference",
                             temperature=self.gate_temperature)
-    if intensities is not None:
-      if intensities.shape != s.shape:
-        raise ValueError(f"intensities: expected [batch, time] = {s.shape}, got "
-                         f"{intensities.shape}")
-      s = gate = jnp.asarray(intensities, jnp.float32)
     f = self._encode(self.ffe, x)
     e = f * self.extend(gate[..., None])
     (_, v), _ = self.lstm(e)
